@@ -1,0 +1,106 @@
+"""Loading the OpenAPI file and validating bodies against its component schemas."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft4Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from mgsim.errors import MgsimError
+
+SPEC_PATH = Path(str(resources.files("mgsim.contract").joinpath("openapi.yaml")))
+_SPEC_URI = "urn:mgsim:openapi"
+
+
+class ContractViolation(MgsimError):
+    """A body does not conform to a schema of the contract.
+
+    ``field`` is the dotted path of the offending member (``"amazonConnectParams.streamArn"``),
+    or ``""`` for the body itself.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field or 'body'}: {message}")
+        self.field = field
+        self.message = message
+
+
+@functools.cache
+def spec_text() -> str:
+    """The OpenAPI file as text (what ``GET /openapi.yaml`` serves)."""
+    return SPEC_PATH.read_text(encoding="utf-8")
+
+
+@functools.cache
+def load_spec() -> dict[str, Any]:
+    """The OpenAPI file, parsed."""
+    spec: dict[str, Any] = yaml.safe_load(spec_text())
+    return spec
+
+
+@functools.cache
+def _validator(schema_name: str) -> Draft4Validator:
+    spec = load_spec()
+    if schema_name not in spec["components"]["schemas"]:
+        raise KeyError(f"no schema {schema_name!r} in the contract")
+    # OpenAPI 3.0 schema objects are a JSON Schema draft 4 dialect; unknown keywords such as
+    # `example` are ignored by the validator.
+    registry: Registry[Any] = Registry().with_resource(
+        _SPEC_URI, Resource(contents=spec, specification=DRAFT4)
+    )
+    ref = {"$ref": f"{_SPEC_URI}#/components/schemas/{schema_name}"}
+    return Draft4Validator(ref, registry=registry)
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    path = ".".join(str(p) for p in error.absolute_path)
+    validator = error.validator
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        field = f"{path}.{missing}" if path else missing
+        return field, "is required"
+    if validator == "additionalProperties":
+        extra = sorted(
+            set(error.instance) - set(error.schema.get("properties", {}))
+        )
+        names = ", ".join(extra)
+        field = f"{path}.{extra[0]}" if path and extra else (extra[0] if extra else path)
+        return field, f"unknown parameter ({names}); check the spelling"
+    if validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return path, f"must be one of: {allowed}"
+    if validator == "type":
+        return path, f"must be of type {error.validator_value}"
+    if validator == "minLength":
+        return path, "must not be empty"
+    if validator == "maxLength":
+        return path, f"must be at most {error.validator_value} characters"
+    if validator == "pattern":
+        return path, f"has an invalid format (expected {error.validator_value})"
+    return path, error.message
+
+
+def validate(schema_name: str, body: Any) -> None:
+    """Check ``body`` against component schema ``schema_name``.
+
+    Raises :class:`ContractViolation` naming the first offending field, in a stable order
+    (shallowest path first) so that the same bad body always gets the same answer.
+
+    >>> validate("StopStreamingRequest", {"namespace": "siprec", "guid": "1"})
+    >>> validate("StopStreamingRequest", {"namespace": "sip", "guid": "1"})
+    Traceback (most recent call last):
+    ...
+    mgsim.contract._spec.ContractViolation: namespace: must be one of: siprec, twilio, amazonconnect, genesysaudiohook
+    """
+    errors = list(_validator(schema_name).iter_errors(body))
+    if not errors:
+        return
+    errors.sort(key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    field, message = _describe(errors[0])
+    raise ContractViolation(field, message)

@@ -1,0 +1,86 @@
+"""Configuration of a simulated gateway."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mgsim.errors import ConfigError
+
+__all__ = ["DEFAULT_API_ID", "DEFAULT_API_SECRET", "Faults", "SimulatorConfig"]
+
+DEFAULT_API_ID = "mgsim-local"
+"""Credentials a fresh simulator accepts when none are configured. For loopback use only:
+``mgsim serve`` refuses to listen beyond 127.0.0.1 while these are in force."""
+DEFAULT_API_SECRET = "mgsim-local-secret"  # noqa: S105 - documented local-only default
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Seeded fault injection on the control plane.
+
+    ``latency_ms`` is added to every vendor request before it takes effect (plus a uniform
+    jitter of up to ``jitter_ms``); the rates are probabilities per request of answering
+    503-01, 500-201 or 429-01 instead of processing it. A rejected request changes nothing.
+    """
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    rate_503: float = 0.0
+    rate_500: float = 0.0
+    rate_429: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("latency_ms", "jitter_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Faults.{name} must be >= 0")
+        total = self.rate_503 + self.rate_500 + self.rate_429
+        for name in ("rate_503", "rate_500", "rate_429"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"Faults.{name} must be between 0 and 1")
+        if total > 1.0:
+            raise ConfigError("the fault rates add up to more than 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Everything a simulated gateway can be told.
+
+    ``seed`` makes request ids, stream ids and faults reproducible (notebooks and tests set
+    it); ``None`` draws from the operating system.
+    """
+
+    api_id: str = DEFAULT_API_ID
+    api_secret: str = field(default=DEFAULT_API_SECRET, repr=False)
+    spike_arrest_per_s: int | None = 100
+    daily_quota: int | None = 10_000
+    max_body_bytes: int = 64 * 1024
+    redaction_rules_configured: bool = True
+    public_url: str | None = None
+    twilio_url_ttl_s: float = 300.0
+    seed: int | None = None
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        if not self.api_id or not self.api_secret:
+            raise ConfigError("api_id and api_secret must not be empty")
+        if self.spike_arrest_per_s is not None and self.spike_arrest_per_s < 1:
+            raise ConfigError("spike_arrest_per_s must be >= 1 (or None to switch it off)")
+        if self.daily_quota is not None and self.daily_quota < 1:
+            raise ConfigError("daily_quota must be >= 1 (or None to switch it off)")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+
+    @property
+    def uses_default_credentials(self) -> bool:
+        return self.api_id == DEFAULT_API_ID or self.api_secret == DEFAULT_API_SECRET
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> SimulatorConfig:
+        """Read ``MGSIM_API_ID`` / ``MGSIM_API_SECRET`` (falling back to the local defaults)."""
+        values: dict[str, object] = {
+            "api_id": os.environ.get("MGSIM_API_ID") or DEFAULT_API_ID,
+            "api_secret": os.environ.get("MGSIM_API_SECRET") or DEFAULT_API_SECRET,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,110 @@
+"""Checks on start/stop bodies that a schema cannot express (400-201 and 400-202).
+
+The schema (the OpenAPI file) has already accepted the body's shape; these rules look at
+what the fields say together.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mgsim.contract import Problem
+
+__all__ = ["check_guid", "check_start"]
+
+_GUID_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "siprec": (
+        re.compile(r"^[0-9]+(-[0-9]+)*$"),
+        "a UCID in decimal form (digits, optionally in dash-separated groups)",
+    ),
+    "twilio": (re.compile(r"^CA[0-9a-f]{32}$"), "a Twilio Call SID: CA followed by 32 hex digits"),
+    "amazonconnect": (
+        re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        "an Amazon Connect ContactId (a lowercase UUID)",
+    ),
+    "genesysaudiohook": (
+        re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        "a Genesys conversationId (a lowercase UUID)",
+    ),
+}
+
+_ARN = re.compile(
+    r"^arn:aws:kinesisvideo:[a-z0-9-]+:[0-9]{12}:stream/[A-Za-z0-9_.-]{1,256}/[0-9]{1,20}$"
+)
+
+_PARAMS_OF = {
+    "siprecParams": "siprec",
+    "twilioParams": "twilio",
+    "amazonConnectParams": "amazonconnect",
+}
+
+
+def check_guid(namespace: str, guid: str) -> None:
+    """400-201 unless ``guid`` has the form the platform gives its call ids."""
+    pattern, form = _GUID_FORMS[namespace]
+    if not pattern.match(guid):
+        raise Problem("400-201", f"guid: for namespace {namespace} the guid must be {form}")
+
+
+def check_start(body: dict[str, Any], *, redaction_rules_configured: bool) -> None:
+    """Raise :class:`Problem` if a schema-valid start-streaming body is still wrong."""
+    namespace = body["namespace"]
+    check_guid(namespace, body["guid"])
+    for key, owner in _PARAMS_OF.items():
+        if key in body and owner != namespace:
+            raise Problem(
+                "400-202", f"{key} applies to namespace {owner}, not {namespace}"
+            )
+
+    at = body.get("autotranscribeParams") or {}
+    output = at.get("redactionOutput", "redacted")
+    if at.get("detailedToken", False) and output != "unredacted":
+        raise Problem(
+            "400-202",
+            f"autotranscribeParams.detailedToken=true requires redactionOutput 'unredacted' "
+            f"(got '{output}'; 'redacted' is the default)",
+        )
+    if output != "unredacted" and not redaction_rules_configured:
+        raise Problem(
+            "400-202",
+            f"autotranscribeParams.redactionOutput '{output}' needs redaction rules, and none "
+            "are configured for this account",
+        )
+
+    if namespace == "amazonconnect":
+        kvs = body.get("amazonConnectParams")
+        if kvs is None:
+            raise Problem(
+                "400-201", "amazonConnectParams.streamArn is required for namespace amazonconnect"
+            )
+        if not _ARN.match(kvs["streamArn"]):
+            raise Problem(
+                "400-201",
+                "amazonConnectParams.streamArn must be a Kinesis Video stream ARN "
+                "(arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<creation ms>)",
+            )
+        selector = kvs.get("startSelectorType", "NOW")
+        has_after = "afterFragmentNumber" in kvs
+        if selector == "FRAGMENT_NUMBER" and not has_after:
+            raise Problem(
+                "400-202",
+                "amazonConnectParams.afterFragmentNumber is mandatory when startSelectorType "
+                "is FRAGMENT_NUMBER",
+            )
+        if selector == "NOW" and has_after:
+            raise Problem(
+                "400-202",
+                "amazonConnectParams.afterFragmentNumber only applies to startSelectorType "
+                "FRAGMENT_NUMBER",
+            )
+
+    track_map = (body.get("twilioParams") or {}).get("trackMap") or {}
+    inbound = track_map.get("inbound", "customer")
+    outbound = track_map.get("outbound", "agent")
+    if inbound == outbound:
+        raise Problem(
+            "400-202",
+            f"twilioParams.trackMap maps both tracks to {inbound}; one must be the customer "
+            "and the other the agent",
+        )

@@ -1,0 +1,1 @@
+"""Transcription engines and the redaction policy."""

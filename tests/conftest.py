@@ -1,0 +1,82 @@
+"""Shared fixtures: an embedded simulator on a virtual clock, and a real server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from mgsim.client import Client
+from mgsim.server.config import SimulatorConfig
+from mgsim.simulator import Simulator
+
+HEADERS = {"asapp-api-id": "mgsim-local", "asapp-api-secret": "mgsim-local-secret"}
+
+GUIDS = {
+    "siprec": "0867617078-0032318833-2221801472-0002236962",
+    "twilio": "CA" + "3f" * 16,
+    "amazonconnect": "1117e864-690f-4e1e-9dcf-6fbfcc288e41",
+    "genesysaudiohook": "30b0e395-84d3-4570-ac13-9a62d8f514c0",
+}
+ARN = (
+    "arn:aws:kinesisvideo:us-east-1:000000000000:stream/"
+    "demo-connect-acme-contact-1117e864-690f-4e1e-9dcf-6fbfcc288e41/1654194145007"
+)
+
+
+def start_extra(namespace: str) -> dict[str, object]:
+    """Namespace parameters a valid start-streaming needs."""
+    if namespace == "amazonconnect":
+        return {"amazonConnectParams": {"streamArn": ARN}}
+    return {}
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    s = Simulator(SimulatorConfig(seed=42), virtual=True)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(sim: Simulator) -> Iterator[Client]:
+    with Client(simulator=sim) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    url: str
+    sim: Simulator
+
+
+@pytest.fixture
+def live_server() -> Iterator[LiveServer]:
+    """A real uvicorn serving a (real-time) simulator on a free loopback port."""
+    sim = Simulator(SimulatorConfig(seed=7))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(sim.app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 10 s")
+        time.sleep(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", sim)
+    server.should_exit = True
+    thread.join(timeout=10)
