@@ -73,14 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--seed", type=int, default=None, help="seed ids and faults")
-    serve.add_argument("--spike-arrest", type=int, default=100, metavar="N",
-                       help="requests per second before 429 (default 100)")
-    serve.add_argument("--daily-quota", type=int, default=10_000, metavar="N",
-                       help="requests per UTC day before 429 (default 10000, the sandbox's)")
-    serve.add_argument("--no-limits", action="store_true",
-                       help="switch spike arrest and the daily quota off (benchmarks)")
-    serve.add_argument("--log-level", default="warning",
-                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--spike-arrest",
+        type=int,
+        default=100,
+        metavar="N",
+        help="requests per second before 429 (default 100)",
+    )
+    serve.add_argument(
+        "--daily-quota",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="requests per UTC day before 429 (default 10000, the sandbox's)",
+    )
+    serve.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="switch spike arrest and the daily quota off (benchmarks)",
+    )
+    serve.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
     serve.set_defaults(func=_serve)
     return parser
 

@@ -164,8 +164,13 @@ class _Base:
             recorded = json_body if json_body is not None else params
             if isinstance(outcome, Exception):
                 self.journal.record(
-                    method=method, endpoint=endpoint, request=recorded, status=None,
-                    latency_ms=latency_ms, attempt=attempt, wall=wall,
+                    method=method,
+                    endpoint=endpoint,
+                    request=recorded,
+                    status=None,
+                    latency_ms=latency_ms,
+                    attempt=attempt,
+                    wall=wall,
                     error=f"{type(outcome).__name__}: {outcome}",
                 )
                 delays = self.retry.delays_for(None)
@@ -186,9 +191,15 @@ class _Base:
             error = data.get("error") if isinstance(data, dict) else None
             error = error if isinstance(error, dict) else None
             self.journal.record(
-                method=method, endpoint=endpoint, request=recorded, status=response.status_code,
-                latency_ms=latency_ms, attempt=attempt, wall=wall,
-                code=(error or {}).get("code"), request_id=(error or {}).get("requestId"),
+                method=method,
+                endpoint=endpoint,
+                request=recorded,
+                status=response.status_code,
+                latency_ms=latency_ms,
+                attempt=attempt,
+                wall=wall,
+                code=(error or {}).get("code"),
+                request_id=(error or {}).get("requestId"),
                 error=(error or {}).get("message"),
                 response=data if response.is_success else None,
             )
@@ -283,13 +294,16 @@ class Client(_Base):
                 return response
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
         raise_for_status: bool = False,
     ) -> httpx.Response:
-        """Send any request (journaled, with retries); by default errors are returned, not raised."""
-        return self._run(
-            self._flow(method, path, json, params, raise_for_status=raise_for_status)
-        )
+        """Send any request (journaled, retried); errors are returned unless raise_for_status."""
+        return self._run(self._flow(method, path, json, params, raise_for_status=raise_for_status))
 
     def start_streaming(
         self,
@@ -303,7 +317,9 @@ class Client(_Base):
         extra: dict[str, Any] | None = None,
     ) -> StreamingResult:
         """Start transcribing call ``guid``; raises :class:`mgsim.errors.ApiError` on failure."""
-        body = self._start_body(namespace, guid, customer_id, agent_id, autotranscribe, params, extra)
+        body = self._start_body(
+            namespace, guid, customer_id, agent_id, autotranscribe, params, extra
+        )
         return StreamingResult.from_json(self._run(self._flow("POST", START, body)).json())
 
     def stop_streaming(self, namespace: str, guid: str) -> StreamingResult:
@@ -381,7 +397,12 @@ class AsyncClient(_Base):
                 return response
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
         raise_for_status: bool = False,
     ) -> httpx.Response:
         return await self._run(
@@ -399,7 +420,9 @@ class AsyncClient(_Base):
         params: NamespaceParams | None = None,
         extra: dict[str, Any] | None = None,
     ) -> StreamingResult:
-        body = self._start_body(namespace, guid, customer_id, agent_id, autotranscribe, params, extra)
+        body = self._start_body(
+            namespace, guid, customer_id, agent_id, autotranscribe, params, extra
+        )
         response = await self._run(self._flow("POST", START, body))
         return StreamingResult.from_json(response.json())
 

@@ -5,17 +5,20 @@
     MgsimError                      every error mgsim raises on purpose
     ├── ConfigError                 bad configuration or arguments (also a ValueError)
     ├── ApiError                    the gateway answered with the vendor error envelope
-    │   ├── BadRequestError         400-xx (400-201 parameter, 400-202 combination, 400-203 unknown guid)
+    │   ├── BadRequestError         400-xx (400-201 parameter, 400-202 combination, 400-203 guid)
     │   ├── AuthenticationError     401-xx
     │   ├── PermissionError_        403-xx
     │   ├── NotFoundError           404-xx
-    │   ├── ConflictError           409-xx (409-201 already started/stopped, 409-202 pending, 409-203 BYE)
+    │   ├── ConflictError           409-xx (409-201 started/stopped, 409-202 pending, 409-203 BYE)
     │   ├── PayloadTooLargeError    413-xx
     │   ├── RateLimitError          429-xx
     │   └── ServerError             5xx
     ├── TransportError              no HTTP answer at all (connection refused, timeout)
     └── MediaError                  a wire format could not be decoded (also a ValueError)
         └── one subclass per platform module in :mod:`mgsim.media`
+
+``ConfigError`` has subclasses where input comes from files: ``mgsim.sim.script.ScriptError``
+(a call script, with its line number).
 
 API errors carry the vendor ``code`` (``"409-201"``), the ``request_id`` and the HTTP
 ``status`` so a caller can branch on them without parsing messages.
@@ -73,9 +76,7 @@ class ApiError(MgsimError):
     (409, '409-201', 'abc')
     """
 
-    def __init__(
-        self, status: int, code: str, message: str, request_id: str | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(f"{code}: {message} (requestId={request_id})")
         self.status = status
         self.code = code
@@ -91,7 +92,7 @@ class AuthenticationError(ApiError):
     """401: credentials missing."""
 
 
-class PermissionError_(ApiError):  # noqa: N801 - avoid shadowing the builtin
+class PermissionError_(ApiError):
     """403: credentials wrong."""
 
 
@@ -126,9 +127,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def api_error_for(
-    status: int, code: str, message: str, request_id: str | None = None
-) -> ApiError:
+def api_error_for(status: int, code: str, message: str, request_id: str | None = None) -> ApiError:
     """Build the most specific :class:`ApiError` subclass for an HTTP status."""
     cls = ServerError if status >= 500 else _BY_STATUS.get(status, ApiError)
     return cls(status, code, message, request_id)

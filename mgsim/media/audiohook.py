@@ -1,17 +1,11 @@
-"""Genesys Cloud AudioHook v2: the client's message stream and the server's session.
+"""Genesys Cloud AudioHook v2: the server's session, and the family's front door.
 
-One AudioHook connection is a WebSocket carrying JSON text messages for control and binary
-messages of headerless audio. Every text message is
-``{"version": "2", "id": <session id>, "type": ..., "seq": n, "parameters": {...}}``;
-the client adds ``serverseq`` (last server ``seq`` it saw) and ``position`` (ISO-8601
-duration of audio time so far), the server adds ``clientseq``.
-
-* :func:`encode` plays a :class:`StereoCall` as Genesys would send it: ``open``, binary
-  frames of interleaved µ-law (``external`` = the customer first, then ``internal``), periodic
-  ``ping``, client-initiated ``paused``/``resumed`` windows, ``discarded`` gaps, ``update``
-  and a final ``close``.
-* :class:`AudioHookSession` is the server's push decoder. It validates every client message
-  and turns it into events plus the :class:`Reply` texts the server sends back.
+:class:`AudioHookSession` is the server's push decoder. It validates every client message
+and turns it into events plus the :class:`Reply` texts the server sends back. The wire
+format both sides share (message shape, limits, :class:`AudioHookError`, positions, the
+server's ``pause``/``resume``/``disconnect`` texts) is :mod:`mgsim.media.audiohook_protocol`;
+the client-side :func:`encode` is :mod:`mgsim.media.audiohook_client`. Their public names are
+importable from here too.
 
 Timeline rules (all in samples at 8 kHz, counted from the open ``position``):
 
@@ -40,16 +34,13 @@ tells it from a call by :attr:`AudioHookSession.probe` (or by the missing ``Sess
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
-from mgsim.errors import ConfigError, MediaError
+from mgsim.errors import ConfigError
 from mgsim.media._base import (
     SAMPLE_RATE,
     Anomaly,
@@ -60,10 +51,26 @@ from mgsim.media._base import (
     SessionOpened,
     SessionPaused,
     SessionResumed,
-    StereoCall,
     Wire,
 )
-from mgsim.media.g711 import ulaw_decode, ulaw_encode_array
+from mgsim.media.audiohook_client import encode
+from mgsim.media.audiohook_protocol import (
+    CLOSE_REASONS,
+    ERROR_CODES,
+    EXTERNAL_OFFER,
+    MAX_MESSAGE_BYTES,
+    NULL_UUID,
+    STEREO_OFFER,
+    UUID_RE,
+    AudioHookError,
+    disconnect_message,
+    format_position,
+    parse_position,
+    pause_message,
+    resume_message,
+    server_message,
+)
+from mgsim.media.g711 import ulaw_decode
 
 __all__ = [
     "CLOSE_REASONS",
@@ -82,165 +89,16 @@ __all__ = [
     "resume_message",
 ]
 
-MAX_MESSAGE_BYTES = 64_000
-"""Largest text or binary message either side may send."""
-
-NULL_UUID = "00000000-0000-0000-0000-000000000000"
-"""The ``conversationId`` of a connection probe."""
-
-STEREO_OFFER: dict[str, Any] = {
-    "type": "audio",
-    "format": "PCMU",
-    "channels": ["external", "internal"],
-    "rate": SAMPLE_RATE,
-}
-EXTERNAL_OFFER: dict[str, Any] = {**STEREO_OFFER, "channels": ["external"]}
-
-ERROR_CODES = frozenset({400, 405, 408, 409, 413, 415, 429, 500, 503})
-CLOSE_REASONS = frozenset({"end", "error", "disconnect", "reconnect"})
 _SERVER_TYPES = frozenset(
     {"opened", "closed", "disconnect", "event", "pause", "pong", "reconnect", "resume", "updated"}
 )
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_DURATION_RE = re.compile(r"PT(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,12})(?:\.(\d{1,9}))?S)?")
 
-# 409 for protocol-state conflicts (audio before opened, a second open, anything after close).
-_REASON_CODES = {
-    "bad-json": 400,
-    "bad-message": 400,
-    "bad-id": 400,
-    "bad-seq": 400,
-    "bad-position": 400,
-    "bad-frame": 400,
-    "unknown-type": 405,
-    "wrong-order": 409,
-    "oversize": 413,
-    "bad-media": 415,
+# doctest.testmod(audiohook) also runs the examples of what moved to audiohook_protocol.
+__test__ = {
+    "AudioHookError": AudioHookError,
+    "format_position": format_position,
+    "parse_position": parse_position,
 }
-
-
-class AudioHookError(MediaError):
-    """A client message broke the AudioHook protocol.
-
-    ``reason`` is one of ``"bad-json"`` (not a JSON object), ``"bad-message"`` (a field
-    missing or mistyped, wrong version), ``"bad-id"`` (not this session's id), ``"bad-seq"``
-    (not previous + 1, or ``serverseq`` ahead of the server or going back),
-    ``"bad-position"``, ``"bad-frame"`` (empty or odd-sized stereo audio), ``"unknown-type"``,
-    ``"wrong-order"``, ``"oversize"`` (over 64,000 bytes) or ``"bad-media"``; ``code`` is the
-    AudioHook error code (400, 405, 409, 413, 415; 408, 429, 500, 503 when built by the
-    gateway). Audio before ``opened``, a second ``open`` and anything after ``close`` are
-    ``"wrong-order"`` with 409, the code for a protocol-state conflict.
-
-    The server answers with :meth:`disconnect_message`, waits for the client's ``close`` and
-    closes the WebSocket normally (1000); :attr:`ws_close_code` is the code to use if it
-    closes without waiting.
-
-    >>> AudioHookError("no", reason="oversize").ws_close_code
-    1009
-    """
-
-    def __init__(self, message: str, *, reason: str, code: int | None = None) -> None:
-        super().__init__(message, reason=reason)
-        self.code = code if code is not None else _REASON_CODES.get(reason, 400)
-        if self.code not in ERROR_CODES:
-            raise ConfigError(f"{self.code} is not an AudioHook error code")
-
-    @property
-    def ws_close_code(self) -> int:
-        """RFC 6455 close code: 1009 too big, 1007 bad payload, 1011 server, 1008 otherwise."""
-        if self.reason == "oversize":
-            return 1009
-        if self.reason == "bad-json":
-            return 1007
-        return 1011 if self.code >= 500 else 1008
-
-    def disconnect_message(self, session: AudioHookSession) -> str:
-        """The ``disconnect`` (reason ``"error"``) text the server sends for this error."""
-        data = session.disconnect("error", info=f"{self.code} {self.reason}: {self}").data
-        assert isinstance(data, str)
-        return data
-
-
-# --- positions -------------------------------------------------------------------------
-
-
-def format_position(samples: int, rate: int = SAMPLE_RATE) -> str:
-    """ISO-8601 duration of ``samples`` at 8 kHz, exact and without trailing zeros.
-
-    >>> format_position(98720), format_position(0), format_position(1)
-    ('PT12.34S', 'PT0S', 'PT0.000125S')
-    """
-    if rate != SAMPLE_RATE or samples < 0:
-        raise ConfigError("positions are non-negative sample counts at 8 kHz")
-    whole, frac = divmod(samples, rate)
-    if not frac:
-        return f"PT{whole}S"
-    return f"PT{whole}.{frac * (1_000_000 // rate):06d}".rstrip("0") + "S"
-
-
-def parse_position(text: object) -> int:
-    """Samples at 8 kHz in an ISO-8601 duration such as ``"PT12.34S"`` or ``"PT1M2S"``.
-
-    Raises :class:`AudioHookError` (``"bad-position"``) unless it is a duration that lands
-    exactly on a sample.
-
-    >>> parse_position("PT12.34S")
-    98720
-    """
-    match = _DURATION_RE.fullmatch(text) if isinstance(text, str) else None
-    if match is None or text == "PT" or (match[3] is None and match[4] is not None):
-        raise AudioHookError(f"not an ISO-8601 duration: {text!r:.60}", reason="bad-position")
-    hours, minutes, seconds, frac = match.groups()
-    whole = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
-    samples = whole * SAMPLE_RATE
-    if frac:
-        scaled, rest = divmod(int(frac) * SAMPLE_RATE, 10 ** len(frac))
-        if rest:
-            raise AudioHookError(f"{text} is not on a sample boundary", reason="bad-position")
-        samples += scaled
-    return samples
-
-
-# --- server message builders ----------------------------------------------------------
-
-
-def _server_message(
-    type_: str, session_id: str, seq: int, clientseq: int, parameters: dict[str, Any]
-) -> str:
-    message = {
-        "version": "2",
-        "id": session_id,
-        "type": type_,
-        "seq": seq,
-        "clientseq": clientseq,
-        "parameters": parameters,
-    }
-    return json.dumps(message, separators=(",", ":"))
-
-
-def pause_message(session_id: str, seq: int, clientseq: int) -> str:
-    """The server's ``pause`` request; the client answers ``paused``."""
-    return _server_message("pause", session_id, seq, clientseq, {})
-
-
-def resume_message(session_id: str, seq: int, clientseq: int) -> str:
-    """The server's ``resume`` request; the client answers ``resumed``."""
-    return _server_message("resume", session_id, seq, clientseq, {})
-
-
-def disconnect_message(
-    session_id: str,
-    seq: int,
-    clientseq: int,
-    reason: Literal["completed", "unauthorized", "error"] = "completed",
-    info: str | None = None,
-) -> str:
-    """The server's ``disconnect``; the client answers with ``close``."""
-    parameters: dict[str, Any] = {"reason": reason}
-    if info is not None:
-        parameters["info"] = info
-    return _server_message("disconnect", session_id, seq, clientseq, parameters)
-
 
 # --- server session -------------------------------------------------------------------
 
@@ -253,7 +111,7 @@ def _bad(message: str) -> AudioHookError:
 
 def _string(params: dict[str, Any], key: str, *, uuid_form: bool = False) -> str:
     value = params.get(key)
-    if not isinstance(value, str) or (uuid_form and not _UUID_RE.fullmatch(value)):
+    if not isinstance(value, str) or (uuid_form and not UUID_RE.fullmatch(value)):
         raise _bad(f"{key} must be a {'UUID ' if uuid_form else ''}string, got {value!r:.60}")
     return value
 
@@ -328,7 +186,7 @@ class AudioHookSession:
     def _send(self, type_: str, parameters: dict[str, Any]) -> Reply:
         self.seq += 1
         sid = self.session_id or NULL_UUID  # an error before any valid id was seen
-        return Reply("ws", _server_message(type_, sid, self.seq, self.clientseq, parameters))
+        return Reply("ws", server_message(type_, sid, self.seq, self.clientseq, parameters))
 
     def pause(self) -> Reply:
         """Ask the client to pause (it answers ``paused``)."""
@@ -598,156 +456,3 @@ _HANDLERS: dict[str, _Handler] = {
     "resumed": AudioHookSession._on_resumed,
     "discarded": AudioHookSession._on_discarded,
 }
-
-
-# --- client encoder -------------------------------------------------------------------
-
-_DEFAULT_ORG = "6a4b6f2e-8d0c-4b8e-9a55-0f3c2d1e7b10"
-_ID_NAMESPACE = uuid.UUID("8e3f0a52-2c1d-4f4e-9b7a-5d6c0e1f2a3b")
-
-
-def _windows(spans: Sequence[tuple[float, float]], n: int, what: str) -> list[tuple[int, int]]:
-    out = []
-    for start_ms, end_ms in spans:
-        start, end = round(start_ms * 8), min(round(end_ms * 8), n)
-        if not 0 <= start < end:
-            raise ConfigError(f"{what} window {(start_ms, end_ms)} is empty or outside the call")
-        out.append((start, end))
-    return out
-
-
-class _Client:
-    """Seq/serverseq bookkeeping of the sending side."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id, self.seq, self.serverseq = session_id, 0, 0
-
-    def message(
-        self, type_: str, position: int, parameters: dict[str, Any], *, replied: bool = False
-    ) -> str:
-        self.seq += 1
-        text = json.dumps(
-            {
-                "version": "2",
-                "id": self.session_id,
-                "type": type_,
-                "seq": self.seq,
-                "serverseq": self.serverseq,
-                "position": format_position(position),
-                "parameters": parameters,
-            },
-            separators=(",", ":"),
-        )
-        # In-process playback delivers each reply before the next client message.
-        self.serverseq += replied
-        return text
-
-
-def encode(
-    call: StereoCall,
-    *,
-    guid: str,
-    session_id: str | None = None,
-    organization_id: str = _DEFAULT_ORG,
-    participant: dict[str, str] | None = None,
-    frame_ms: int = 200,
-    frame_sizes: Sequence[int] | None = None,
-    pauses: Sequence[tuple[float, float]] = (),
-    discards: Sequence[tuple[float, float]] = (),
-    updates: Sequence[tuple[float, str]] = (),
-    ping_every_ms: int = 5000,
-    channels: Literal["stereo", "external"] = "stereo",
-    language: str = "en-US",
-    probe: bool = False,
-) -> Iterator[Wire]:
-    """Play ``call`` as a Genesys AudioHook client would send it, on channel ``"ws"``.
-
-    ``guid`` is the ``conversationId`` (a UUID); ``session_id`` defaults to one derived from
-    it. ``frame_ms`` sets the frame length, or ``frame_sizes`` the bytes of each frame in a
-    repeating cycle. ``pauses`` are client pauses as ``(start_ms, end_ms)``: ``paused``, no
-    audio, then ``resumed``; ``discards`` are windows the client drops and reports with
-    ``discarded``; ``updates`` are ``(at_ms, language)`` changes. ``channels="external"``
-    offers (and sends) only the customer. ``probe`` sends a connection probe: ``open`` with
-    the all-zero conversationId, then ``close``. Each :class:`Wire`'s ``at_ms`` is when a
-    real-time client sends it: a frame once its last sample is captured.
-    """
-    if not _UUID_RE.fullmatch(guid):
-        raise ConfigError(f"an AudioHook conversationId is a UUID, got {guid!r}")
-    client = _Client(session_id or str(uuid.uuid5(_ID_NAMESPACE, guid)))
-    participant = participant or {
-        "id": str(uuid.uuid5(_ID_NAMESPACE, guid + "/participant")),
-        "ani": "+15555550100",
-        "aniName": "Customer",
-        "dnis": "+15555550199",
-    }
-    offers = [STEREO_OFFER, EXTERNAL_OFFER] if channels == "stereo" else [EXTERNAL_OFFER]
-    open_params = {
-        "organizationId": organization_id,
-        "conversationId": NULL_UUID if probe else guid,
-        "participant": participant,
-        "media": offers,
-        "language": language,
-    }
-    yield Wire(0.0, "ws", client.message("open", 0, open_params, replied=True))
-    if probe:
-        yield Wire(0.0, "ws", client.message("close", 0, {"reason": "end"}, replied=True))
-        return
-
-    n = call.n_samples
-    width = 2 if channels == "stereo" else 1
-    sizes = list(frame_sizes) if frame_sizes is not None else [frame_ms * 8 * width]
-    if not sizes or any(s <= 0 or s % width or s > MAX_MESSAGE_BYTES for s in sizes):
-        raise ConfigError(f"frame sizes must be positive multiples of {width} up to 64,000")
-    customer = np.zeros(n, np.int16)
-    customer[: len(call.customer)] = call.customer
-    if width == 2:
-        both = np.zeros((n, 2), np.int16)
-        both[:, 0] = customer
-        both[: len(call.agent), 1] = call.agent
-        codes = ulaw_encode_array(both).tobytes()  # C order: external, internal, external...
-    else:
-        codes = ulaw_encode_array(customer).tobytes()
-
-    pause_w, discard_w = _windows(pauses, n, "pause"), _windows(discards, n, "discard")
-    gaps = sorted(pause_w + discard_w)
-    if any(a[1] > b[0] for a, b in itertools.pairwise(gaps)):
-        raise ConfigError("pause and discard windows must not overlap")
-
-    # (sample time, order at that time, kind, a, b); frames sort before control messages
-    # at the same instant, a resume/discard report before a pause that starts right there.
-    actions: list[tuple[int, int, str, int, Any]] = []
-    cursor, cycle = 0, 0
-    for gap_start, gap_end in [*gaps, (n, n)]:
-        while cursor < gap_start:
-            end = min(cursor + sizes[cycle % len(sizes)] // width, gap_start)
-            actions.append((end, 0, "frame", cursor, end))
-            cursor, cycle = end, cycle + 1
-        cursor = max(cursor, gap_end)
-    for start, end in pause_w:
-        actions += [(start, 2, "paused", start, end), (end, 1, "resumed", start, end)]
-    actions += [(end, 1, "discarded", start, end) for start, end in discard_w]
-    if ping_every_ms > 0:
-        actions += [(t, 3, "ping", 0, None) for t in range(ping_every_ms * 8, n, ping_every_ms * 8)]
-    actions += [(min(round(t * 8), n), 3, "update", 0, lang) for t, lang in updates]
-    actions.sort(key=lambda a: (a[0], a[1]))
-
-    sent, paused = 0, False  # samples accounted for (audio + reported gaps)
-    for at, _, kind, a, b in actions:
-        at_ms = at / 8
-        if kind == "frame":
-            yield Wire(at_ms, "ws", codes[a * width : b * width])
-            sent = b
-        elif kind == "paused":
-            paused = True
-            yield Wire(at_ms, "ws", client.message("paused", sent, {}))
-        elif kind in ("resumed", "discarded"):
-            paused, sent = False, b
-            gap = {"start": format_position(a), "discarded": format_position(b - a)}
-            yield Wire(at_ms, "ws", client.message(kind, b, gap))
-        else:
-            # While paused the client's clock runs on; otherwise it reports audio sent.
-            position = at if paused else sent
-            params = {} if kind == "ping" else {"language": b}
-            yield Wire(at_ms, "ws", client.message(kind, position, params, replied=True))
-    close_at = n if paused else sent
-    yield Wire(n / 8, "ws", client.message("close", close_at, {"reason": "end"}, replied=True))

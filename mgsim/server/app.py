@@ -63,8 +63,9 @@ class ServerState:
         self.counters[key] = self.counters.get(key, 0) + 1
 
 
-def _envelope(state: ServerState, problem: Problem, headers: dict[str, str] | None = None
-              ) -> JSONResponse:
+def _envelope(
+    state: ServerState, problem: Problem, headers: dict[str, str] | None = None
+) -> JSONResponse:
     state.count(problem.code)
     body = {
         "error": {
@@ -206,7 +207,10 @@ async def _start(state: ServerState, request: Request, body: dict[str, Any] | No
     )
     code, description = seg.status
     participants = {
-        role: {"streamId": seg.stream_ids[role], "status": {"code": code, "description": description}}
+        role: {
+            "streamId": seg.stream_ids[role],
+            "status": {"code": code, "description": description},
+        }
         for role in ROLES
     }
     answer: dict[str, Any] = {"isOk": code == 1000, "autotranscribeResponse": participants}
@@ -237,14 +241,16 @@ async def _stop(state: ServerState, request: Request, body: dict[str, Any] | Non
     return JSONResponse({"isOk": True, "autotranscribeResponse": participants})
 
 
-async def _twilio_url(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
+async def _twilio_url(
+    state: ServerState, request: Request, body: dict[str, Any] | None
+) -> Response:
     base = state.config.public_url or str(request.base_url)
     base = base.rstrip("/")
     if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
+        base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
-    token = state.tokens.issue(state.config.api_id)
+        base = "ws://" + base[len("http://") :]
+    token = state.tokens.issue("twilio-media")
     return JSONResponse({"streamingUrl": f"{base}{TWILIO_WS_PREFIX}{token}"})
 
 
@@ -285,7 +291,9 @@ async def _sim_get(state: ServerState, request: Request, body: dict[str, Any] | 
     return JSONResponse(_sim_call_view(_sim_find(state, request.path_params["guid"])))
 
 
-async def _sim_delete(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
+async def _sim_delete(
+    state: ServerState, request: Request, body: dict[str, Any] | None
+) -> Response:
     state.gateway.hang_up(request.path_params["guid"])
     return Response(status_code=204)
 
@@ -332,8 +340,14 @@ def create_app(
         quota=DailyQuota(config.daily_quota, clock) if config.daily_quota else None,
     )
     routes = [
-        Route(START, _endpoint(_start, schema="StartStreamingRequest", per_call=True), methods=["POST"]),
-        Route(STOP, _endpoint(_stop, schema="StopStreamingRequest", per_call=True), methods=["POST"]),
+        Route(
+            START,
+            _endpoint(_start, schema="StartStreamingRequest", per_call=True),
+            methods=["POST"],
+        ),
+        Route(
+            STOP, _endpoint(_stop, schema="StopStreamingRequest", per_call=True), methods=["POST"]
+        ),
         Route(TWILIO_URL, _endpoint(_twilio_url), methods=["GET"]),
         Route(MESSAGES, _endpoint(_messages), methods=["GET"]),
         Route(
@@ -342,13 +356,9 @@ def create_app(
             methods=["POST"],
         ),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_get, vendor=False), methods=["GET"]),
-        Route(
-            "/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]
-        ),
+        Route("/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]),
         Route("/openapi.yaml", _openapi, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes, exception_handlers={404: _http_error, 405: _http_error}
-    )
+    app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.mgsim = state
     return app

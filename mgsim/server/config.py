@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_API_ID", "DEFAULT_API_SECRET", "Faults", "SimulatorConfig"]
 DEFAULT_API_ID = "mgsim-local"
 """Credentials a fresh simulator accepts when none are configured. For loopback use only:
 ``mgsim serve`` refuses to listen beyond 127.0.0.1 while these are in force."""
-DEFAULT_API_SECRET = "mgsim-local-secret"  # noqa: S105 - documented local-only default
+DEFAULT_API_SECRET = "mgsim-local-secret"
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,7 @@ def check_start(body: dict[str, Any], *, redaction_rules_configured: bool) -> No
     check_guid(namespace, body["guid"])
     for key, owner in _PARAMS_OF.items():
         if key in body and owner != namespace:
-            raise Problem(
-                "400-202", f"{key} applies to namespace {owner}, not {namespace}"
-            )
+            raise Problem("400-202", f"{key} applies to namespace {owner}, not {namespace}")
 
     at = body.get("autotranscribeParams") or {}
     output = at.get("redactionOutput", "redacted")

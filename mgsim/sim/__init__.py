@@ -1,0 +1,1 @@
+"""Calls for the simulator: the Call record, hand-written call scripts and their synthesis."""

@@ -1,0 +1,494 @@
+"""The Call record: a stereo call with its words, sensitive spans and segments.
+
+On disk a call is two files side by side: ``<id>.wav`` (stereo, 8 kHz, 16-bit PCM; channel 0
+the customer, channel 1 the agent; FLAC also loads) and ``<id>.json``, the *sidecar*, whose
+format :data:`SIDECAR_SCHEMA` pins down and ``sample_audio/README.md`` documents. All times
+are integer milliseconds from the start of the call.
+
+>>> call = load_sample("card_payment")                      # doctest: +SKIP
+>>> [w.text for w in call.words if w.speaker == "customer"][:3]  # doctest: +SKIP
+['Hi', 'I', 'need']
+>>> long = make_long_call(minutes=10)                       # doctest: +SKIP
+>>> long.duration_ms                                        # doctest: +SKIP
+600000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import soundfile as sf
+
+from mgsim.errors import ConfigError
+from mgsim.media._base import SAMPLE_RATE, StereoCall
+
+__all__ = [
+    "SIDECAR_SCHEMA",
+    "Call",
+    "Segment",
+    "SensitiveSpan",
+    "Word",
+    "list_samples",
+    "load_sample",
+    "make_long_call",
+    "samples_dir",
+]
+
+SAMPLES_ENV = "MGSIM_SAMPLES"
+_SAMPLES_PER_MS = SAMPLE_RATE // 1000
+_AUDIO_SUFFIXES = (".wav", ".flac")
+
+_TIME = {"type": "number", "minimum": 0}
+_SPEAKER = {"enum": ["customer", "agent"]}
+_TEXT = {"type": "string", "minLength": 1}
+
+
+def _record(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+def _list_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+SIDECAR_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "mgsim call sidecar",
+    **_record(
+        {
+            "call_id": _TEXT,
+            "title": {"type": "string"},
+            "direction": {"enum": ["inbound", "outbound"]},
+            "rate": {"const": SAMPLE_RATE},
+            "channels": _record(
+                {
+                    "customer": {"type": "integer", "minimum": 0},
+                    "agent": {"type": "integer", "minimum": 0},
+                }
+            ),
+            "duration_ms": _TIME,
+            "words": _list_of(
+                _record(
+                    {
+                        "speaker": _SPEAKER,
+                        "voice": _TEXT,
+                        "text": _TEXT,
+                        "start_ms": _TIME,
+                        "end_ms": _TIME,
+                    }
+                )
+            ),
+            "sensitive": _list_of(
+                _record(
+                    {
+                        "label": _TEXT,
+                        "speaker": _SPEAKER,
+                        "text": _TEXT,
+                        "start_ms": _TIME,
+                        "end_ms": _TIME,
+                        "word_indexes": {
+                            **_list_of({"type": "integer", "minimum": 0}),
+                            "minItems": 1,
+                        },
+                    }
+                )
+            ),
+            "segments": _list_of(
+                _record(
+                    {
+                        "kind": {"enum": ["ivr", "hold", "speech", "silence", "transfer"]},
+                        "start_ms": _TIME,
+                        "end_ms": _TIME,
+                    },
+                    {"speaker": _SPEAKER, "voice": _TEXT, "style": _TEXT},
+                )
+            ),
+        },
+        {"generator": {"type": "object"}},
+    ),
+    # Unknown top-level keys are kept in Call.meta rather than rejected.
+    "additionalProperties": True,
+}
+"""JSON Schema of the sidecar; extra top-level keys are kept in :attr:`Call.meta`."""
+
+_TONES = ("hold", "transfer")  # segments with sound (music, ringback) on the agent channel
+_STRUCTURAL = ("call_id", "rate", "channels", "duration_ms", "words", "sensitive", "segments")
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One spoken word and where it sits in the call (ms)."""
+
+    speaker: str
+    voice: str
+    text: str
+    start_ms: float
+    end_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveSpan:
+    """A labelled sensitive stretch (card number, SSN...): ``word_indexes`` into the words."""
+
+    label: str
+    speaker: str
+    text: str
+    start_ms: float
+    end_ms: float
+    word_indexes: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "word_indexes": list(self.word_indexes)}
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """What happens over a stretch: ``speech``, ``ivr``, ``hold``, ``silence``, ``transfer``.
+
+    ``speaker``/``voice`` are set for speech and IVR, ``voice`` for a transfer (the new
+    agent), ``style`` for hold (``music``/``beeps``).
+    """
+
+    kind: str
+    start_ms: float
+    end_ms: float
+    speaker: str | None = None
+    voice: str | None = None
+    style: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, eq=False)
+class Call:
+    """A call: audio plus what is said when, and which parts are sensitive.
+
+    ``meta`` holds the sidecar's other fields: ``title``, ``direction``, ``generator`` and
+    anything else (``parts`` of a concatenation).
+    """
+
+    call_id: str
+    audio: StereoCall
+    words: tuple[Word, ...] = ()
+    sensitive: tuple[SensitiveSpan, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return str(self.meta.get("title", self.call_id))
+
+    @property
+    def direction(self) -> str:
+        return str(self.meta.get("direction", "inbound"))
+
+    @property
+    def duration_ms(self) -> float:
+        """Length in ms; an integer whenever the audio is whole milliseconds long."""
+        n = self.audio.n_samples
+        return n // _SAMPLES_PER_MS if n % _SAMPLES_PER_MS == 0 else n / _SAMPLES_PER_MS
+
+    # -- sidecar -----------------------------------------------------------------------------
+
+    def to_sidecar(self) -> dict[str, Any]:
+        """The sidecar as a JSON-ready dict (keys in the documented order)."""
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "title": self.title,
+            "direction": self.direction,
+            "rate": SAMPLE_RATE,
+            "channels": {"customer": 0, "agent": 1},
+            "duration_ms": self.duration_ms,
+            "words": [w.to_json() for w in self.words],
+            "sensitive": [s.to_json() for s in self.sensitive],
+            "segments": [s.to_json() for s in self.segments],
+        }
+        for key, value in self.meta.items():
+            out.setdefault(key, value)
+        return out
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict[str, Any], audio: StereoCall) -> Call:
+        """Build a call from a parsed sidecar and its audio; raises ConfigError if invalid."""
+        try:
+            jsonschema.validate(sidecar, SIDECAR_SCHEMA)
+        except jsonschema.ValidationError as exc:
+            raise ConfigError(f"invalid sidecar: {exc.message}") from exc
+        words = tuple(Word(**w) for w in sidecar["words"])
+        spans = tuple(
+            SensitiveSpan(**{**s, "word_indexes": tuple(s["word_indexes"])})
+            for s in sidecar["sensitive"]
+        )
+        for span in spans:
+            if max(span.word_indexes) >= len(words):
+                raise ConfigError(f"sensitive span {span.label!r} points past the last word")
+        segments = tuple(Segment(**s) for s in sidecar["segments"])
+        meta = {k: v for k, v in sidecar.items() if k not in _STRUCTURAL}
+        return cls(sidecar["call_id"], audio, words, spans, segments, meta)
+
+    # -- files -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> Call:
+        """Load a call from its audio file or its sidecar (the other is found beside it)."""
+        audio_path, sidecar_path = _paths(Path(path), must_exist=True)
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        data, rate = sf.read(str(audio_path), dtype="int16", always_2d=True)
+        if rate != SAMPLE_RATE:
+            raise ConfigError(f"{audio_path}: {rate} Hz, calls must be {SAMPLE_RATE} Hz")
+        channels = sidecar.get("channels", {"customer": 0, "agent": 1})
+        try:
+            customer = np.ascontiguousarray(data[:, channels["customer"]])
+            agent = np.ascontiguousarray(data[:, channels["agent"]])
+        except (IndexError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{audio_path}: channels {channels} do not fit the audio") from exc
+        try:
+            return cls.from_sidecar(sidecar, StereoCall(customer, agent))
+        except ConfigError as exc:
+            raise ConfigError(f"{sidecar_path}: {exc}") from exc
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.wav`` (or ``.flac``) and ``<path>.json``; returns both paths."""
+        audio_path, sidecar_path = _paths(Path(path), must_exist=False)
+        audio_path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(audio_path), self.stereo_array(), SAMPLE_RATE, subtype="PCM_16")
+        sidecar_path.write_text(dumps_sidecar(self.to_sidecar()), encoding="utf-8")
+        return audio_path, sidecar_path
+
+    def stereo_array(self) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """The audio as an ``(n, 2)`` int16 array: customer, agent (shorter one padded)."""
+        n = self.audio.n_samples
+        out = np.zeros((n, 2), dtype=np.int16)
+        out[: len(self.audio.customer), 0] = self.audio.customer
+        out[: len(self.audio.agent), 1] = self.audio.agent
+        return out
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def timing_problems(
+        self, *, threshold_dbfs: float = -50.0, tolerance_ms: int = 50
+    ) -> list[str]:
+        """Check the sidecar's timings against the audio's energy; [] when they agree.
+
+        On each participant's channel, 10 ms frames louder than ``threshold_dbfs`` count as
+        sound. Every word must contain sound, starting and ending within ``tolerance_ms`` of
+        its times; outside the words (and, on the agent channel, hold and transfer segments)
+        there must be none, give or take ``tolerance_ms``.
+        """
+        frame = 10 * _SAMPLES_PER_MS
+        problems: list[str] = []
+        for channel, pcm in (("customer", self.audio.customer), ("agent", self.audio.agent)):
+            n = len(pcm) // frame
+            x = pcm[: n * frame].astype(np.float64).reshape(n, frame) / 32768.0
+            loud = 20 * np.log10(np.sqrt(np.mean(x**2, axis=1)) + 1e-12) > threshold_dbfs
+            allowed = np.zeros(n, dtype=bool)
+            spans = [(w.start_ms, w.end_ms, w.text) for w in self.words if w.speaker == channel]
+            tones = [(s.start_ms, s.end_ms, s.kind) for s in self.segments if s.kind in _TONES]
+            for start, end, _ in spans + (tones if channel == "agent" else []):
+                lo = max(0, int(start - tolerance_ms) // 10)
+                allowed[lo : int(end + tolerance_ms) // 10 + 1] = True
+            for start, end, text in spans:
+                first_frame = int(start) // 10
+                hits = np.flatnonzero(loud[first_frame : -(-int(end) // 10)]) + first_frame
+                if not len(hits):
+                    problems.append(f"{channel} word {text!r} at {start} ms has no sound")
+                elif (
+                    hits[0] * 10 - start > tolerance_ms or end - (hits[-1] + 1) * 10 > tolerance_ms
+                ):
+                    problems.append(
+                        f"{channel} word {text!r} [{start}, {end}] ms: sound from "
+                        f"{hits[0] * 10} to {(hits[-1] + 1) * 10} ms"
+                    )
+            for i in np.flatnonzero(loud & ~allowed)[:5]:
+                problems.append(f"{channel} channel has sound at {i * 10} ms outside any word")
+        return problems
+
+    # -- building longer calls ---------------------------------------------------------------
+
+    @classmethod
+    def concat(
+        cls,
+        calls: Sequence[Call],
+        *,
+        call_id: str = "concat",
+        gap_ms: int = 0,
+        title: str | None = None,
+    ) -> Call:
+        """Play ``calls`` back to back (``gap_ms`` of digital silence between them).
+
+        Every part starts on a whole millisecond so all shifted times stay exact integers;
+        ``meta["parts"]`` records each part's call id and offset.
+        """
+        if not calls:
+            raise ConfigError("concat needs at least one call")
+        if gap_ms < 0:
+            raise ConfigError("gap_ms must be >= 0")
+        pieces: list[np.ndarray[Any, np.dtype[np.int16]]] = []
+        words: list[Word] = []
+        spans: list[SensitiveSpan] = []
+        segments: list[Segment] = []
+        parts: list[dict[str, Any]] = []
+        offset_ms = 0
+        for i, call in enumerate(calls):
+            if i and gap_ms:
+                pieces.append(np.zeros((gap_ms * _SAMPLES_PER_MS, 2), dtype=np.int16))
+                offset_ms += gap_ms
+            stereo = call.stereo_array()
+            whole_ms = -(-len(stereo) // _SAMPLES_PER_MS)
+            pad = whole_ms * _SAMPLES_PER_MS - len(stereo)
+            pieces.append(np.pad(stereo, ((0, pad), (0, 0))) if pad else stereo)
+            base = len(words)
+            words.extend(
+                replace(w, start_ms=w.start_ms + offset_ms, end_ms=w.end_ms + offset_ms)
+                for w in call.words
+            )
+            spans.extend(
+                replace(
+                    s,
+                    start_ms=s.start_ms + offset_ms,
+                    end_ms=s.end_ms + offset_ms,
+                    word_indexes=tuple(base + j for j in s.word_indexes),
+                )
+                for s in call.sensitive
+            )
+            segments.extend(
+                replace(s, start_ms=s.start_ms + offset_ms, end_ms=s.end_ms + offset_ms)
+                for s in call.segments
+            )
+            parts.append({"call_id": call.call_id, "offset_ms": offset_ms})
+            offset_ms += whole_ms
+        stereo = np.concatenate(pieces)
+        audio = StereoCall(np.ascontiguousarray(stereo[:, 0]), np.ascontiguousarray(stereo[:, 1]))
+        meta: dict[str, Any] = {
+            "title": title if title is not None else " + ".join(c.title for c in calls),
+            "direction": calls[0].direction,
+            "generator": calls[0].meta.get("generator", {}),
+            "parts": parts,
+        }
+        return cls(call_id, audio, tuple(words), tuple(spans), tuple(segments), meta)
+
+    def truncated(self, end_ms: int) -> Call:
+        """The first ``end_ms`` of the call: words and spans cut by the end are dropped,
+        segments are clipped."""
+        if end_ms < 0:
+            raise ConfigError("end_ms must be >= 0")
+        n = end_ms * _SAMPLES_PER_MS
+        audio = StereoCall(self.audio.customer[:n].copy(), self.audio.agent[:n].copy())
+        keep = {
+            i: j for j, i in enumerate(i for i, w in enumerate(self.words) if w.end_ms <= end_ms)
+        }
+        words = tuple(w for i, w in enumerate(self.words) if i in keep)
+        spans = tuple(
+            replace(s, word_indexes=tuple(keep[i] for i in s.word_indexes))
+            for s in self.sensitive
+            if all(i in keep for i in s.word_indexes)
+        )
+        segments = tuple(
+            replace(s, end_ms=min(s.end_ms, end_ms)) for s in self.segments if s.start_ms < end_ms
+        )
+        meta = dict(self.meta)
+        if "parts" in meta:
+            meta["parts"] = [p for p in meta["parts"] if p["offset_ms"] < end_ms]
+        return Call(self.call_id, audio, words, spans, segments, meta)
+
+
+def dumps_sidecar(sidecar: dict[str, Any]) -> str:
+    """Serialise a sidecar with one list item per line, so diffs stay readable."""
+    lines = []
+    for key, value in sidecar.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            items = ",\n    ".join(json.dumps(v, ensure_ascii=False) for v in value)
+            text = f"[\n    {items}\n  ]"
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        lines.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _paths(path: Path, *, must_exist: bool) -> tuple[Path, Path]:
+    if path.suffix == ".json":
+        sidecar = path
+        candidates = [path.with_suffix(s) for s in _AUDIO_SUFFIXES]
+        audio = next((p for p in candidates if p.exists()), candidates[0])
+    elif path.suffix in _AUDIO_SUFFIXES:
+        audio, sidecar = path, path.with_suffix(".json")
+    elif path.suffix:
+        raise ConfigError(f"{path}: expected a .wav, .flac or .json path")
+    else:
+        audio, sidecar = path.with_suffix(".wav"), path.with_suffix(".json")
+    if must_exist:
+        for p in (audio, sidecar):
+            if not p.exists():
+                raise ConfigError(f"{p} does not exist")
+    return audio, sidecar
+
+
+def samples_dir() -> Path:
+    """The sample calls: ``$MGSIM_SAMPLES`` or ``sample_audio/`` at the repository root."""
+    env = os.environ.get(SAMPLES_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "sample_audio"
+
+
+def list_samples(directory: str | Path | None = None) -> list[Path]:
+    """Audio files of the sample calls (those with a sidecar), sorted by name."""
+    root = Path(directory) if directory is not None else samples_dir()
+    if not root.is_dir():
+        raise ConfigError(f"no samples directory at {root} (set {SAMPLES_ENV})")
+    return sorted(
+        p for p in root.iterdir() if p.suffix in _AUDIO_SUFFIXES and p.with_suffix(".json").exists()
+    )
+
+
+def load_sample(name: str, directory: str | Path | None = None) -> Call:
+    """Load one sample call by its call id (file stem)."""
+    for path in list_samples(directory):
+        if path.stem == name:
+            return Call.load(path)
+    raise ConfigError(f"no sample call named {name!r}")
+
+
+def make_long_call(
+    minutes: float = 10,
+    *,
+    directory: str | Path | None = None,
+    call_id: str | None = None,
+    calls: Iterable[Call] | None = None,
+) -> Call:
+    """A call exactly ``minutes`` long, made by repeating the samples (or ``calls``) in order.
+
+    Timings of every repeated part are shifted to its offset; the last part is cut at the
+    end (words cut mid-way are dropped). Meant for benchmarks.
+    """
+    target_ms = round(minutes * 60_000)
+    if target_ms <= 0:
+        raise ConfigError("minutes must be > 0")
+    sources = list(calls) if calls is not None else [Call.load(p) for p in list_samples(directory)]
+    if not sources or all(c.audio.n_samples == 0 for c in sources):
+        raise ConfigError("no audio to build a long call from")
+    chosen: list[Call] = []
+    total = 0.0
+    while total < target_ms:
+        nxt = sources[len(chosen) % len(sources)]
+        chosen.append(nxt)
+        total += -(-nxt.audio.n_samples // _SAMPLES_PER_MS)
+    name = call_id or f"long-{target_ms // 1000}s"
+    long = Call.concat(chosen, call_id=name, title=f"{len(chosen)} sample calls back to back")
+    return long.truncated(target_ms)

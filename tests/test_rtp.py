@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mgsim.media._base import Anomaly, AudioChunk, Event
+from mgsim.media.g711 import ulaw_decode, ulaw_encode
+from mgsim.media.rtp import RtpError, RtpPacket, RtpReceiver, pack, unpack
+
+PAYLOAD = ulaw_encode((np.sin(np.arange(160) / 3) * 9000).astype(np.int16))
+
+
+def packet(seq: int, ts: int, ssrc: int = 0xABCD, payload: bytes = PAYLOAD, pt: int = 0) -> bytes:
+    return pack(RtpPacket(sequence=seq, timestamp=ts, ssrc=ssrc, payload=payload, payload_type=pt))
+
+
+def chunks(events: list[Event]) -> list[AudioChunk]:
+    return [e for e in events if isinstance(e, AudioChunk)]
+
+
+def anomalies(events: list[Event], kind: str) -> list[Anomaly]:
+    return [e for e in events if isinstance(e, Anomaly) and e.kind == kind]
+
+
+@pytest.mark.parametrize(
+    "pkt",
+    [
+        RtpPacket(1, 2, 3),
+        RtpPacket(65535, 0xFFFFFFFF, 0xFFFFFFFF, b"\x01\x02", payload_type=127, marker=True),
+        RtpPacket(7, 8, 9, b"abc", csrcs=(1, 2, 3)),
+        RtpPacket(7, 8, 9, b"abc", extension=(0xBEDE, b"\x10\x20\x30\x40")),
+        RtpPacket(7, 8, 9, b"abc", padding=5, csrcs=(4,), extension=(1, b"")),
+    ],
+)
+def test_pack_unpack_round_trip(pkt: RtpPacket) -> None:
+    data = pack(pkt)
+    assert unpack(data) == pkt
+    assert data[0] >> 6 == 2
+
+
+def test_header_layout_matches_rfc3550() -> None:
+    data = packet(0x1234, 0x01020304, 0x0A0B0C0D)
+    assert data[:12] == bytes.fromhex("80001234010203040a0b0c0d")
+    assert len(data) == 172
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "truncated"),
+        (b"\x80\x00" + b"\x00" * 9, "truncated"),
+        (b"\x40" + b"\x00" * 11, "bad-version"),
+        (b"\x00" * 12, "bad-version"),
+        (b"\x83" + b"\x00" * 15, "truncated"),  # three CSRCs promised, one present
+        (b"\x90" + b"\x00" * 13, "truncated"),  # extension header cut short
+        (b"\x90" + b"\x00" * 13 + b"\x00\x05" + b"\x00" * 4, "truncated"),  # extension body
+        (b"\xa0" + b"\x00" * 12, "bad-length"),  # padding count zero
+        (b"\xa0" + b"\x00" * 11 + b"\x01\x02\x09", "bad-length"),  # padding beyond payload
+    ],
+)
+def test_malformed_packets(data: bytes, reason: str) -> None:
+    with pytest.raises(RtpError) as info:
+        unpack(data)
+    assert info.value.reason == reason
+    with pytest.raises(RtpError):
+        RtpReceiver("0").push(data, 0)
+
+
+def test_in_order_stream_is_anchored_at_arrival() -> None:
+    rx = RtpReceiver("1")
+    events = [e for k in range(5) for e in rx.push(packet(100 + k, 5000 + 160 * k), 800 + 160 * k)]
+    assert [(c.channel, c.start_sample) for c in chunks(events)] == [
+        ("1", 800 + 160 * k) for k in range(5)
+    ]
+    assert np.array_equal(chunks(events)[0].pcm, ulaw_decode(PAYLOAD))
+    assert len(events) == 5 and rx.flush() == []
+    assert (rx.received, rx.lost, rx.ssrc) == (5, 0, 0xABCD)
+
+
+def test_arrival_jitter_does_not_move_audio() -> None:
+    rx = RtpReceiver("0")
+    starts = [
+        c.start_sample
+        for k, jitter in enumerate([0, 37, -12, 90, 3])
+        for c in chunks(rx.push(packet(k, 160 * k), 160 * k + jitter + 40))
+    ]
+    assert starts == [40 + 160 * k for k in range(5)]
+
+
+@pytest.mark.parametrize(("seq0", "ts0"), [(65530, 0xFFFFFD00), (65535, 0), (0, 0xFFFFFFFF)])
+def test_sequence_and_timestamp_wrap(seq0: int, ts0: int) -> None:
+    rx = RtpReceiver("0")
+    events: list[Event] = []
+    for k in range(20):
+        events += rx.push(packet((seq0 + k) & 0xFFFF, (ts0 + 160 * k) & 0xFFFFFFFF), 160 * k)
+    events += rx.flush()
+    assert [c.start_sample for c in chunks(events)] == [160 * k for k in range(20)]
+    assert not [e for e in events if isinstance(e, Anomaly)]
+
+
+@pytest.mark.parametrize("dropped", [[3], [3, 4, 5], [2, 9, 10], [65535 - 65530, 65536 - 65530]])
+def test_loss_counted_exactly(dropped: list[int]) -> None:
+    rx = RtpReceiver("0")
+    events: list[Event] = []
+    for k in range(16):
+        if k not in dropped:
+            events += rx.push(packet((65530 + k) & 0xFFFF, 160 * k), 160 * k)
+    events += rx.flush()
+    assert sum(a.count for a in anomalies(events, "loss")) == len(dropped) == rx.lost
+    assert {c.start_sample // 160 for c in chunks(events)} == set(range(16)) - set(dropped)
+
+
+def test_loss_declared_after_reorder_window() -> None:
+    rx = RtpReceiver("0", reorder_window=4)
+    events: list[Event] = []
+    for k in [0, 2, 3, 4, 5]:
+        events += rx.push(packet(k, 160 * k), 160 * k)
+        if k < 5:
+            assert not anomalies(events, "loss")
+    assert [(a.count, a.detail) for a in anomalies(events, "loss")] == [(1, "seq 1")]
+
+
+def test_reorder_keeps_audio_in_place() -> None:
+    rx = RtpReceiver("0")
+    order = [0, 2, 1, 3, 5, 4, 6]
+    events = [e for k in order for e in rx.push(packet(k, 160 * k), 160 * k)] + rx.flush()
+    assert sorted(c.start_sample for c in chunks(events)) == [160 * k for k in range(7)]
+    assert len(anomalies(events, "reorder")) == 2 == rx.reordered
+    assert not anomalies(events, "loss")
+
+
+def test_duplicates_dropped_and_late_packets_refused() -> None:
+    rx = RtpReceiver("0", reorder_window=8)
+    events: list[Event] = []
+    for k in [0, 1, 1, 2, 0]:
+        events += rx.push(packet(k, 160 * k), 160 * k)
+    assert len(chunks(events)) == 3 and len(anomalies(events, "duplicate")) == 2
+    for k in range(3, 20):
+        rx.push(packet(k, 160 * k), 160 * k)
+    late = rx.push(packet(1, 160), 160)
+    assert [a.kind for a in late if isinstance(a, Anomaly)] == ["late"] and not chunks(late)
+    assert (rx.duplicates, rx.late) == (2, 1)
+
+
+def test_huge_gap_counted_at_once() -> None:
+    rx = RtpReceiver("0")
+    rx.push(packet(0, 0), 0)
+    events = rx.push(packet(5000, 5000 * 160), 5000 * 160)
+    assert [(a.kind, a.count) for a in events if isinstance(a, Anomaly)] == [("loss", 4999)]
+    assert chunks(events)[0].start_sample == 5000 * 160
+
+
+def test_audio_before_the_anchor_is_trimmed() -> None:
+    rx = RtpReceiver("0")
+    rx.push(packet(10, 1000), 100)
+    events = rx.push(packet(9, 840), 120)
+    (chunk,) = chunks(events)
+    assert chunk.start_sample == 0
+    assert np.array_equal(chunk.pcm, ulaw_decode(PAYLOAD)[60:])
+    assert [a.kind for a in events if isinstance(a, Anomaly)] == ["reorder"]
+    again = rx.push(packet(9, 840), 140)
+    assert [a.kind for a in again if isinstance(a, Anomaly)] == ["duplicate"] and not chunks(again)
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        (packet(1, 160, ssrc=0xBEEF), "unknown-ssrc"),
+        (packet(1, 160, pt=8), "bad-payload-type"),
+        (packet(1, 160, pt=13), "bad-payload-type"),
+    ],
+)
+def test_foreign_packets_rejected_without_harm(second: bytes, reason: str) -> None:
+    rx = RtpReceiver("0")
+    rx.push(packet(0, 0), 0)
+    with pytest.raises(RtpError) as info:
+        rx.push(second, 160)
+    assert info.value.reason == reason
+    assert chunks(rx.push(packet(1, 160), 160))[0].start_sample == 160
+    assert rx.flush() == []
+
+
+def test_csrc_and_padding_payload_extracted() -> None:
+    data = pack(RtpPacket(0, 0, 1, PAYLOAD, csrcs=(9,), padding=4))
+    (chunk,) = chunks(RtpReceiver("0").push(data, 0))
+    assert len(chunk.pcm) == 160
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_raise_only_rtp_error(data: bytes) -> None:
+    with contextlib.suppress(RtpError):
+        unpack(data)
+    rx = RtpReceiver("0")
+    with contextlib.suppress(RtpError):
+        rx.push(packet(0, 0), 0)
+        rx.push(data, 160)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=40))
+def test_random_headers_raise_only_rtp_error(b0: int, b1: int, rest: bytes) -> None:
+    data = struct.pack(">BB", b0, b1) + rest
+    with contextlib.suppress(RtpError):
+        parsed = unpack(data)
+        assert pack(parsed)[:2] == data[:2] or parsed.padding == 0

@@ -1,0 +1,85 @@
+"""`mgsim serve` as a real process on loopback, driven by the client and by raw HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import GUIDS, HEADERS, LiveServer, free_port
+
+from mgsim.client import Client
+
+pytestmark = pytest.mark.socket
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "MGSIM_API_ID": "serve-id", "MGSIM_API_SECRET": "serve-secret"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(port), "--seed", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/openapi.yaml", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_client_against_mgsim_serve(served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MGSIM_BASE_URL", served)
+    monkeypatch.setenv("ASAPP_API_ID", "serve-id")
+    monkeypatch.setenv("ASAPP_API_SECRET", "serve-secret")
+    with Client() as client:
+        assert not client.embedded
+        client.open_call("genesysaudiohook", GUIDS["genesysaudiohook"])
+        started = client.start_streaming("genesysaudiohook", GUIDS["genesysaudiohook"], "c", "a")
+        stopped = client.stop_streaming("genesysaudiohook", GUIDS["genesysaudiohook"])
+        assert started.customer.stream_id == stopped.customer.stream_id
+        assert client.twilio_media_stream_url().startswith(
+            f"ws://127.0.0.1:{served.rsplit(':', 1)[1]}/"
+        )
+    wrong = httpx.post(
+        served + "/mg-autotranscribe/v1/stop-streaming",
+        headers=HEADERS,
+        json={"namespace": "siprec", "guid": "1"},
+    )
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "403-01"
+
+
+def test_serve_refuses_public_interface_with_default_credentials() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MGSIM_API")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgsim.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in proc.stderr
+
+
+def test_in_thread_server_fixture(live_server: LiveServer) -> None:
+    with Client(live_server.url) as client:
+        client.open_call("twilio", GUIDS["twilio"])
+        assert client.start_streaming("twilio", GUIDS["twilio"], "c", "a").is_ok
+    assert live_server.sim.gateway.calls[GUIDS["twilio"]].streaming
