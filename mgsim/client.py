@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -38,13 +38,24 @@ from mgsim.contract.models import (
     NamespaceParams,
     StreamingResult,
 )
-from mgsim.errors import ConfigError, TransportError, api_error_for
+from mgsim.errors import (
+    ApiError,
+    ConfigError,
+    ConflictError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    api_error_for,
+)
 from mgsim.journal import Journal
 from mgsim.server.app import MESSAGES, START, STOP, TWILIO_URL
 from mgsim.server.config import DEFAULT_API_ID, DEFAULT_API_SECRET
 from mgsim.simulator import Simulator
 
-__all__ = ["AsyncClient", "Client", "RetryPolicy"]
+__all__ = ["AsyncClient", "Client", "RetryPolicy", "StopConfirmation"]
+
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,22 @@ class RetryPolicy:
         if status >= 500:
             return self.on_5xx
         return ()
+
+
+@dataclass(frozen=True, slots=True)
+class StopConfirmation:
+    """Outcome of :meth:`Client.stop_streaming_confirmed`.
+
+    ``confirmed`` is True only when the gateway said so: a 200, or a 409-201 meaning the call
+    is already stopped. Otherwise the caller must assume audio is still being transcribed:
+    ``elapsed_ms`` is how long it has been exposed so far, and ``reason`` says why.
+    """
+
+    confirmed: bool
+    attempts: int
+    elapsed_ms: float
+    result: StreamingResult | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +171,10 @@ class _Base:
         params: dict[str, str] | None = None,
         *,
         raise_for_status: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> Generator[_Send | _Sleep, httpx.Response | Exception | None, httpx.Response]:
         """The whole exchange, retries included, without doing any I/O itself."""
+        policy = retry or self.retry
         attempt = 0
         while True:
             attempt += 1
@@ -173,7 +202,7 @@ class _Base:
                     wall=wall,
                     error=f"{type(outcome).__name__}: {outcome}",
                 )
-                delays = self.retry.delays_for(None)
+                delays = policy.delays_for(None)
                 if attempt <= len(delays):
                     yield _Sleep(delays[attempt - 1])
                     continue
@@ -205,7 +234,7 @@ class _Base:
             )
             if response.is_success or not raise_for_status:
                 return response
-            delays = self.retry.delays_for(response.status_code)
+            delays = policy.delays_for(response.status_code)
             if attempt <= len(delays):
                 yield _Sleep(delays[attempt - 1])
                 continue
@@ -215,6 +244,51 @@ class _Base:
                 str((error or {}).get("message", response.reason_phrase)),
                 (error or {}).get("requestId"),
             )
+
+    def _confirmed_stop_flow(
+        self, namespace: str, guid: str, within_s: float
+    ) -> Generator[_Send | _Sleep, httpx.Response | Exception | None, StopConfirmation]:
+        """Stop, retrying per ASAPP's advice until the gateway confirms or time runs out."""
+        body = {"namespace": namespace, "guid": guid}
+        started = self.clock.now()
+        attempts = 0
+        last_error = ""
+        while True:
+            attempts += 1
+            try:
+                response = yield from self._flow("POST", STOP, body, retry=RetryPolicy.off())
+            except ConflictError as exc:
+                if exc.code == "409-201":
+                    # Already stopped: an earlier attempt that timed out, or a stop by someone
+                    # else, took effect. Either way nothing is being transcribed.
+                    return StopConfirmation(
+                        True, attempts, self._ms_since(started), None, "already-stopped"
+                    )
+                delays, last_error = self.retry.on_5xx, exc.code  # 409-202: wait for the other
+            except RateLimitError as exc:
+                delays, last_error = self.retry.on_429, exc.code
+            except ServerError as exc:
+                delays, last_error = self.retry.on_5xx, exc.code
+            except TransportError:
+                delays, last_error = self.retry.on_no_answer, "no answer"
+            except ApiError as exc:
+                return StopConfirmation(
+                    False, attempts, self._ms_since(started), None, f"rejected {exc.code}"
+                )
+            else:
+                result = StreamingResult.from_json(response.json())
+                return StopConfirmation(True, attempts, self._ms_since(started), result, "stopped")
+            schedule = delays or (0.25,)
+            delay = schedule[min(attempts - 1, len(schedule) - 1)]
+            if self.clock.now() + delay - started > within_s:
+                return StopConfirmation(
+                    False, attempts, self._ms_since(started), None,
+                    f"not confirmed within {within_s * 1000:.0f} ms (last: {last_error})",
+                )
+            yield _Sleep(delay)
+
+    def _ms_since(self, started: float) -> float:
+        return (self.clock.now() - started) * 1000.0
 
     @staticmethod
     def _start_body(
@@ -275,7 +349,7 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _run(self, flow: Generator[_Send | _Sleep, Any, httpx.Response]) -> httpx.Response:
+    def _run(self, flow: Generator[_Send | _Sleep, Any, R]) -> R:
         step = next(flow)
         while True:
             outcome: httpx.Response | Exception | None
@@ -290,8 +364,8 @@ class Client(_Base):
             try:
                 step = flow.send(outcome)
             except StopIteration as done:
-                response: httpx.Response = done.value
-                return response
+                value: R = done.value
+                return value
 
     def request(
         self,
@@ -326,6 +400,16 @@ class Client(_Base):
         """Stop transcribing call ``guid``; the result carries each participant's summary."""
         body = {"namespace": namespace, "guid": guid}
         return StreamingResult.from_json(self._run(self._flow("POST", STOP, body)).json())
+
+    def stop_streaming_confirmed(
+        self, namespace: str, guid: str, *, within_s: float = 2.0
+    ) -> StopConfirmation:
+        """PCI-safe stop: retry until the gateway confirms, failing closed after ``within_s``.
+
+        Never raises for gateway errors; read ``confirmed`` and, when False, treat the call as
+        still transcribing (``elapsed_ms`` of exposure so far, ``reason`` why).
+        """
+        return self._run(self._confirmed_stop_flow(namespace, guid, within_s))
 
     def twilio_media_stream_url(self) -> str:
         """The WebSocket URL to give Twilio's ``<Stream>`` (valid for 5 minutes)."""
@@ -378,7 +462,7 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _run(self, flow: Generator[_Send | _Sleep, Any, httpx.Response]) -> httpx.Response:
+    async def _run(self, flow: Generator[_Send | _Sleep, Any, R]) -> R:
         step = next(flow)
         while True:
             outcome: httpx.Response | Exception | None
@@ -393,8 +477,8 @@ class AsyncClient(_Base):
             try:
                 step = flow.send(outcome)
             except StopIteration as done:
-                response: httpx.Response = done.value
-                return response
+                value: R = done.value
+                return value
 
     async def request(
         self,
@@ -430,6 +514,11 @@ class AsyncClient(_Base):
         body = {"namespace": namespace, "guid": guid}
         response = await self._run(self._flow("POST", STOP, body))
         return StreamingResult.from_json(response.json())
+
+    async def stop_streaming_confirmed(
+        self, namespace: str, guid: str, *, within_s: float = 2.0
+    ) -> StopConfirmation:
+        return await self._run(self._confirmed_stop_flow(namespace, guid, within_s))
 
     async def twilio_media_stream_url(self) -> str:
         response = await self._run(self._flow("GET", TWILIO_URL))

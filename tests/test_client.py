@@ -263,3 +263,54 @@ def test_async_client_retries_on_the_virtual_clock() -> None:
         return clock.now()
 
     assert asyncio.run(scenario()) == pytest.approx(3.0)
+
+
+def test_confirmed_stop_retries_until_the_gateway_confirms() -> None:
+    client, seen, clock = mock_client(
+        [envelope(503, "503-01"), httpx.ConnectError("reset"), envelope(429, "429-01"), ok_stop()]
+    )
+    outcome = client.stop_streaming_confirmed("siprec", G, within_s=5.0)
+    assert outcome.confirmed and outcome.reason == "stopped" and outcome.attempts == 4
+    assert outcome.result is not None and outcome.result.is_ok
+    assert clock.now() == pytest.approx(0.25 + 0.5 + 4.0)  # 5xx, no answer, then 429's third wait
+
+
+def test_confirmed_stop_counts_409_201_on_a_retry_as_confirmed() -> None:
+    client, _, _ = mock_client([envelope(503, "503-01"), envelope(409, "409-201")])
+    outcome = client.stop_streaming_confirmed("siprec", G)
+    assert outcome.confirmed and outcome.reason == "already-stopped" and outcome.attempts == 2
+
+
+def test_confirmed_stop_fails_closed_when_time_runs_out() -> None:
+    client, seen, clock = mock_client([envelope(503, "503-01") for _ in range(10)])
+    outcome = client.stop_streaming_confirmed("siprec", G, within_s=1.0)
+    assert not outcome.confirmed and "not confirmed within 1000 ms" in outcome.reason
+    assert len(seen) == 3 and clock.now() == pytest.approx(0.75)  # a third wait would pass 1 s
+
+
+def test_confirmed_stop_does_not_retry_a_rejection() -> None:
+    client, seen, _ = mock_client([envelope(400, "400-203")])
+    outcome = client.stop_streaming_confirmed("siprec", G)
+    assert not outcome.confirmed and outcome.reason == "rejected 400-203" and len(seen) == 1
+
+
+def test_confirmed_stop_against_a_flaky_simulator() -> None:
+    from mgsim.server.config import Faults, SimulatorConfig
+
+    config = SimulatorConfig(seed=11, faults=Faults(rate_503=0.3, latency_ms=200))
+    with Simulator(config, virtual=True) as sim, Client(simulator=sim) as client:
+        confirmed = 0
+        for i in range(30):
+            guid = f"{i + 1}-000"
+            sim.gateway.open_call("siprec", guid)
+            started = False
+            while not started:  # start may fail on an injected 503 after its own retries
+                try:
+                    client.start_streaming("siprec", guid, "c", "a")
+                    started = True
+                except ServerError:
+                    pass
+            outcome = client.stop_streaming_confirmed("siprec", guid, within_s=3.0)
+            assert outcome.confirmed == (not sim.gateway.calls[guid].streaming)
+            confirmed += outcome.confirmed
+        assert confirmed == 30

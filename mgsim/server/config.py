@@ -50,7 +50,7 @@ class SimulatorConfig:
     it); ``None`` draws from the operating system.
     """
 
-    api_id: str = DEFAULT_API_ID
+    api_id: str = field(default=DEFAULT_API_ID, repr=False)
     api_secret: str = field(default=DEFAULT_API_SECRET, repr=False)
     spike_arrest_per_s: int | None = 100
     daily_quota: int | None = 10_000
