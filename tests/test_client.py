@@ -270,6 +270,7 @@ def test_confirmed_stop_retries_until_the_gateway_confirms() -> None:
         [envelope(503, "503-01"), httpx.ConnectError("reset"), envelope(429, "429-01"), ok_stop()]
     )
     outcome = client.stop_streaming_confirmed("siprec", G, within_s=5.0)
+    assert len(seen) == 4
     assert outcome.confirmed and outcome.reason == "stopped" and outcome.attempts == 4
     assert outcome.result is not None and outcome.result.is_ok
     assert clock.now() == pytest.approx(0.25 + 0.5 + 4.0)  # 5xx, no answer, then 429's third wait
