@@ -9,7 +9,7 @@ import pytest
 
 from mgsim.clock import VirtualClock
 from mgsim.contract import Problem
-from mgsim.gateway import Gateway, StartParams, channel_roles
+from mgsim.gateway import CallState, Gateway, Segment, StartParams, channel_roles
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_start_twice_and_stop_twice_conflict(gw: Gateway) -> None:
 
 def test_many_segments_with_fresh_distinct_stream_ids(gw: Gateway) -> None:
     call = gw.open_call("twilio", "CA" + "0" * 32)
-    ids = set()
+    ids: set[str] = set()
     for _ in range(5):
         seg = gw.start("twilio", call.guid, StartParams("c", "a"))
         assert seg.stream_ids["customer"] != seg.stream_ids["agent"]
@@ -95,7 +95,11 @@ def test_media_line_order_decides_roles(gw: Gateway) -> None:
     ("namespace", "params", "expected"),
     [
         ("siprec", {}, {"0": "customer", "1": "agent"}),
-        ("siprec", {"siprecParams": {"mediaLineOrder": "AGENT_FIRST"}}, {"0": "agent", "1": "customer"}),
+        (
+            "siprec",
+            {"siprecParams": {"mediaLineOrder": "AGENT_FIRST"}},
+            {"0": "agent", "1": "customer"},
+        ),
         ("twilio", {}, {"inbound": "customer", "outbound": "agent"}),
         (
             "twilio",
@@ -151,3 +155,78 @@ def test_opening_an_open_call_conflicts(gw: Gateway) -> None:
     with pytest.raises(Problem) as exc:
         gw.open_call("siprec", "123")
     assert code_of(exc) == "409-01"
+
+
+class RecordingBinding:
+    """A media binding that records its calls and can refuse a start."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.log: list[tuple[str, int]] = []
+
+    def started(self, call: CallState, segment: Segment) -> None:
+        if self.refuse:
+            raise Problem("400-201", "amazonConnectParams.streamArn: no such stream")
+        assert call.current is segment  # the segment is current while started runs
+        self.log.append(("started", segment.index))
+
+    def stopped(self, call: CallState, segment: Segment) -> None:
+        assert not segment.open
+        self.log.append(("stopped", segment.index))
+
+
+def test_media_binding_hears_start_stop_and_hang_up(gw: Gateway) -> None:
+    call = gw.open_call("amazonconnect", "c")
+    binding = RecordingBinding()
+    call.media = binding
+    gw.start("amazonconnect", "c", StartParams("c", "a"))
+    gw.stop("amazonconnect", "c")
+    gw.start("amazonconnect", "c", StartParams("c", "a"))
+    gw.hang_up("c")
+    assert binding.log == [("started", 0), ("stopped", 0), ("started", 1), ("stopped", 1)]
+
+
+def test_a_binding_refusing_the_start_withdraws_the_segment(gw: Gateway) -> None:
+    call = gw.open_call("amazonconnect", "c")
+    call.media = RecordingBinding(refuse=True)
+    with pytest.raises(Problem) as exc:
+        gw.start("amazonconnect", "c", StartParams("c", "a"))
+    assert code_of(exc) == "400-201"
+    assert call.segments == [] and not call.streaming
+
+
+def test_repeated_audio_is_counted_once_in_the_summary(gw: Gateway) -> None:
+    call = gw.open_call("twilio", "CA" + "1" * 32)
+    gw.start("twilio", call.guid, StartParams("c", "a"))
+    frame = np.ones(160, dtype=np.int16)
+    for start in (0, 0, 80, 160):
+        call.receive("inbound", start, frame, 0.0)
+    seg = gw.stop("twilio", call.guid)
+    assert seg.samples["customer"] == 320
+    assert call.timeline("inbound").overlap_samples == 160 + 80 + 80
+
+
+def test_audio_held_but_not_read_is_received_not_streamed(gw: Gateway) -> None:
+    call = gw.open_call("twilio", "CA" + "2" * 32)
+    gw.start("twilio", call.guid, StartParams("c", "a"))
+    assert call.receive("inbound", 0, np.ones(160, np.int16), 0.0, may_stream=False) is False
+    assert call.timeline("inbound").received_samples == 160
+    assert call.current is not None and call.current.samples["customer"] == 0
+
+
+def test_roles_follow_the_latest_start(gw: Gateway) -> None:
+    call = gw.open_call("siprec", "9")
+    assert call.roles == {"0": "customer", "1": "agent"}
+    body = {"siprecParams": {"mediaLineOrder": "AGENT_FIRST"}}
+    gw.start("siprec", "9", StartParams("c", "a", body=body))
+    assert call.channel_of("customer") == "1"
+
+
+def test_pauses_are_recorded_as_sample_ranges(gw: Gateway) -> None:
+    call = gw.open_call("genesysaudiohook", "g")
+    call.note_paused(800)
+    call.note_paused(900)  # already paused: ignored
+    call.note_resumed(1600)
+    call.note_resumed(1700)  # not paused: ignored
+    call.note_paused(2400)
+    assert call.pauses == [(800, 1600), (2400, None)]

@@ -12,6 +12,12 @@ Transitions and their vendor errors::
     start or stop with no such call ........... 400-203
     anything while a SIPREC BYE is processed .. 409-203
 
+Each participant channel's audio lands on a :class:`~mgsim.gateway.timeline.Timeline`
+(received and streamed masks per sample), and :class:`~mgsim.gateway.accounting.Accounting`
+says where every media message went. A media session may attach a :class:`MediaBinding` to
+its call: the gateway tells it when a segment starts and stops, which is how Amazon Connect
+starts and stops its Kinesis Video reader without the HTTP layer knowing about it.
+
 The state machine is pure: it reads time from the injected clock and never sleeps.
 """
 
@@ -21,16 +27,20 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from mgsim.clock import Clock
 from mgsim.contract import Problem
+from mgsim.gateway.accounting import Accounting
+from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
+from mgsim.gateway.timeline import Timeline
+from mgsim.media.kvs import KinesisVideoStore
 
-__all__ = ["CallState", "Gateway", "Segment", "StartParams"]
+__all__ = ["CallState", "Gateway", "MediaBinding", "Segment", "StartParams"]
 
 STATUS_OK = (1000, "OK")
 STATUS_LANGUAGE = (4050, "Language not supported")
@@ -100,29 +110,39 @@ class Segment:
         }
 
 
-@dataclass(slots=True)
-class Chunk:
-    """Audio as the gateway received it, with whether it was streamed."""
+class MediaBinding(Protocol):
+    """A media session's hook into its call's streaming windows.
 
-    channel: str
-    start_sample: int
-    pcm: npt.NDArray[np.int16]
-    received_at: float
-    segment: int | None  # index of the streaming segment it fell into, or None
+    ``started`` runs inside start-streaming once the new segment is current; raising
+    :class:`~mgsim.contract.Problem` there refuses the start (the segment is withdrawn and
+    the control plane answers with the problem). ``stopped`` runs when the segment closes
+    (stop-streaming or hang-up).
+    """
+
+    def started(self, call: CallState, segment: Segment) -> None: ...
+
+    def stopped(self, call: CallState, segment: Segment) -> None: ...
 
 
 @dataclass(slots=True)
 class CallState:
+    """One call: its streaming segments, its per-channel timelines and its accounting."""
+
     namespace: str
     guid: str
     channels: tuple[str, ...]
     opened_at: float
     source: str = "sim"  # "sim" (control API) or the media transport that opened it
     segments: list[Segment] = field(default_factory=list)
-    chunks: list[Chunk] = field(default_factory=list)
+    timelines: dict[str, Timeline] = field(default_factory=dict)
+    accounting: Accounting = field(default_factory=Accounting)
+    pauses: list[tuple[int, int | None]] = field(default_factory=list)
+    """Platform pauses as ``(from_sample, to_sample)``; ``None`` while still paused."""
+    media: MediaBinding | None = None
     pending: bool = False
     bye_in_progress: bool = False
     closed_at: float | None = None
+    last_audio_at: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,20 +162,63 @@ class CallState:
         agents = [s.params.agent_id for s in self.segments]
         return sum(1 for i, a in enumerate(agents) if i == 0 or a != agents[i - 1])
 
+    @property
+    def roles(self) -> dict[str, Role]:
+        """Channel → role as the latest start-streaming said (the defaults before any)."""
+        if self.segments:
+            return dict(self.segments[-1].roles)
+        return channel_roles(self.namespace, {})
+
+    def timeline(self, channel: str) -> Timeline:
+        """The timeline of ``channel`` (created empty on first use)."""
+        tl = self.timelines.get(channel)
+        if tl is None:
+            tl = self.timelines[channel] = Timeline()
+        return tl
+
+    def channel_of(self, role: Role, roles: dict[str, Role] | None = None) -> str:
+        """The channel carrying ``role`` under ``roles`` (default: :attr:`roles`)."""
+        for channel, r in (roles or self.roles).items():
+            if r == role:
+                return channel
+        raise KeyError(role)
+
     def receive(
-        self, channel: str, start_sample: int, pcm: npt.NDArray[np.int16], now: float
+        self,
+        channel: str,
+        start_sample: int,
+        pcm: npt.NDArray[np.int16],
+        now: float,
+        *,
+        may_stream: bool = True,
     ) -> bool:
-        """Take in decoded audio of ``channel``; return whether it was streamed."""
+        """Take in decoded audio of ``channel``; return whether it was streamed.
+
+        Audio is streamed when a segment is open and transcribing (and ``may_stream``:
+        False places it as received only, for audio the gateway holds but has not read,
+        such as a Kinesis Video store's). The open segment counts, per role, only samples
+        that this placement newly marked streamed, so repeats never count twice. Raises
+        :class:`~mgsim.errors.ConfigError` for a position the timeline cannot hold.
+        """
         seg = self.current
-        streamed = seg is not None and seg.transcribing
-        self.chunks.append(
-            Chunk(channel, start_sample, pcm, now, seg.index if seg and streamed else None)
-        )
+        streamed = may_stream and seg is not None and seg.transcribing
+        placed = self.timeline(channel).place(start_sample, pcm, streamed=streamed)
+        self.last_audio_at = now
         if seg is not None and streamed:
             role = seg.roles.get(channel)
             if role is not None:
-                seg.samples[role] += len(pcm)
+                seg.samples[role] += placed.newly_streamed
         return streamed
+
+    def note_paused(self, at_sample: int) -> None:
+        """The platform paused its media at ``at_sample``."""
+        if not self.pauses or self.pauses[-1][1] is not None:
+            self.pauses.append((at_sample, None))
+
+    def note_resumed(self, at_sample: int) -> None:
+        """The platform resumed its media at ``at_sample``."""
+        if self.pauses and self.pauses[-1][1] is None:
+            self.pauses[-1] = (self.pauses[-1][0], at_sample)
 
 
 class Gateway:
@@ -174,6 +237,10 @@ class Gateway:
         self.rng = rng or random.Random()
         self.calls: dict[str, CallState] = {}
         self.ended: dict[str, CallState] = {}
+        self.kvs = KinesisVideoStore()
+        """The Kinesis Video streams Amazon Connect writes into (in-memory)."""
+        self.kvs_media = KvsMedia(self)
+        """Opens calls from fragments put into :attr:`kvs` and reads them while streaming."""
         # Transcript messages per guid, as GET /conversation/v1/conversation/messages serves.
         self.messages: dict[str, list[dict[str, Any]]] = {}
 
@@ -207,9 +274,7 @@ class Gateway:
     def get(self, namespace: str, guid: str) -> CallState:
         call = self.calls.get(guid)
         if call is None or call.namespace != namespace:
-            raise Problem(
-                "400-203", f"No call with guid {guid} found in namespace {namespace}"
-            )
+            raise Problem("400-203", f"No call with guid {guid} found in namespace {namespace}")
         if call.bye_in_progress:
             raise Problem("409-203")
         return call
@@ -228,6 +293,12 @@ class Gateway:
             status=status,
         )
         call.segments.append(seg)
+        if call.media is not None:
+            try:
+                call.media.started(call, seg)
+            except BaseException:
+                call.segments.pop()
+                raise
         return seg
 
     def stop(self, namespace: str, guid: str) -> Segment:
@@ -236,6 +307,8 @@ class Gateway:
         if seg is None:
             raise Problem("409-201", f"Call transcription already stopped for guid {guid}")
         seg.stopped_at = self.clock.now()
+        if call.media is not None:
+            call.media.stopped(call, seg)
         return seg
 
     def hang_up(self, guid: str) -> CallState:
@@ -243,8 +316,12 @@ class Gateway:
         if call is None:
             raise Problem("404-01", f"No open call with guid {guid}")
         now = self.clock.now()
-        if call.current is not None:
-            call.current.stopped_at = now
+        seg = call.current
+        if seg is not None:
+            seg.stopped_at = now
+            if call.media is not None:
+                call.media.stopped(call, seg)
         call.closed_at = now
+        call.bye_in_progress = False
         self.ended[guid] = call
         return call

@@ -43,10 +43,14 @@ def channel_roles(namespace: str, params: dict[str, Any]) -> dict[str, Role]:
     """
     if namespace == "siprec":
         order = (params.get("siprecParams") or {}).get("mediaLineOrder", "CUSTOMER_FIRST")
-        return {"0": "customer", "1": "agent"} if order == "CUSTOMER_FIRST" else {
-            "0": "agent",
-            "1": "customer",
-        }
+        return (
+            {"0": "customer", "1": "agent"}
+            if order == "CUSTOMER_FIRST"
+            else {
+                "0": "agent",
+                "1": "customer",
+            }
+        )
     if namespace == "twilio":
         track_map = (params.get("twilioParams") or {}).get("trackMap") or {}
         return {

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,7 @@ def play(
     close_at_ms: float | None = None,
     strict: bool = True,
     roles: Mapping[str, Role] | None = None,
+    on_open: Callable[[CallState], Any] | None = None,
 ) -> PlayResult:
     """Feed ``wires`` into a new media session of ``namespace`` while running ``actions``.
 
@@ -147,7 +149,9 @@ def play(
     with ``session_options``. With ``close`` the session is closed at ``close_at_ms``
     (default: the last wire's time), after the actions due by then. An action's exception
     propagates unless ``strict=False``, which records it in :attr:`PlayResult.actions`.
-    ``roles`` overrides the channel → role mapping of the result.
+    ``roles`` overrides the channel → role mapping of the result. ``on_open`` runs once,
+    right after the message that opened the call (as an integrator reacting to the call's
+    start event would), so it can start streaming before the first audio arrives.
     """
     gw = _gateway_of(target)
     clock = gw.clock
@@ -160,35 +164,39 @@ def play(
     replies: list[Reply] = []
     pending = 0
 
-    def run_due(until_ms: float, *, inclusive: bool) -> None:
+    def act(at_ms: float, fn: Action) -> None:
+        try:
+            outcomes.append(ActionOutcome(at_ms, fn()))
+        except Exception as exc:
+            if strict:
+                raise
+            outcomes.append(ActionOutcome(at_ms, error=exc))
+
+    def run_due(until_ms: float) -> None:
         nonlocal pending
-        while pending < len(schedule) and (
-            schedule[pending][0] < until_ms or (inclusive and schedule[pending][0] == until_ms)
-        ):
+        while pending < len(schedule) and schedule[pending][0] <= until_ms:
             at_ms, _, fn = schedule[pending]
             pending += 1
             _move_to(clock, t0 + at_ms / 1000.0)
-            try:
-                outcomes.append(ActionOutcome(at_ms, fn()))
-            except Exception as exc:
-                if strict:
-                    raise
-                outcomes.append(ActionOutcome(at_ms, error=exc))
+            act(at_ms, fn)
 
     sent = 0
     last_ms = 0.0
     for wire in wires:
-        run_due(wire.at_ms, inclusive=True)
+        run_due(wire.at_ms)
         _move_to(clock, t0 + wire.at_ms / 1000.0)
         last_ms = max(last_ms, wire.at_ms)
         sent += is_media(namespace, wire)
         replies.extend(session.feed(wire))
+        if on_open is not None and session.call is not None:
+            act(wire.at_ms, partial(on_open, session.call))
+            on_open = None
     if close:
         end_ms = last_ms if close_at_ms is None else max(close_at_ms, last_ms)
-        run_due(end_ms, inclusive=True)
+        run_due(end_ms)
         _move_to(clock, t0 + end_ms / 1000.0)
         replies.extend(session.close())
-    run_due(float("inf"), inclusive=True)
+    run_due(float("inf"))
 
     result = PlayResult(namespace, session, session.call, sent, replies, outcomes)
     call = session.call

@@ -1,0 +1,243 @@
+"""The media-session machinery shared by every platform (see :mod:`mgsim.gateway.sessions`).
+
+:class:`MediaSession` turns a decoder's events into call state and accounting; the
+per-platform subclasses in :mod:`mgsim.gateway.sessions` only say how to decode, close and
+answer an error. :func:`is_media` defines the unit of accounting: one media message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from mgsim.contract import Problem
+from mgsim.errors import ConfigError, MediaError
+from mgsim.gateway.accounting import Accounting
+from mgsim.gateway.calls import CallState, Gateway
+from mgsim.media._base import (
+    Anomaly,
+    AudioChunk,
+    Event,
+    Reply,
+    SessionClosed,
+    SessionOpened,
+    SessionPaused,
+    SessionResumed,
+    Wire,
+)
+
+__all__ = ["NAMESPACES", "MediaSession", "count_media", "is_media", "merge_accounting"]
+
+NAMESPACES = ("siprec", "twilio", "genesysaudiohook", "amazonconnect")
+
+_TWILIO_MEDIA = re.compile(r'"event"\s*:\s*"media"')
+
+
+def is_media(namespace: str, wire: Wire) -> bool:
+    """Whether ``wire`` is a media message (the unit of accounting) of ``namespace``.
+
+    >>> is_media("siprec", Wire(0.0, "rtp:0", b"..."))
+    True
+    """
+    if namespace == "twilio":
+        data = wire.data
+        text = data if isinstance(data, str) else data[:64].decode("utf-8", "replace")
+        return _TWILIO_MEDIA.search(text[:64]) is not None
+    if namespace == "genesysaudiohook":
+        return isinstance(wire.data, bytes | bytearray | memoryview)
+    if namespace == "siprec":
+        return wire.channel.startswith("rtp:")
+    if namespace == "amazonconnect":
+        return wire.channel == "kvs"
+    raise ConfigError(f"unknown namespace {namespace!r}")
+
+
+def count_media(namespace: str, wires: Iterable[Wire]) -> int:
+    """How many of ``wires`` are media messages: the sender's count for accounting."""
+    return sum(is_media(namespace, w) for w in wires)
+
+
+class MediaSession:
+    """One media connection of one namespace, feeding a :class:`Gateway`.
+
+    Subclasses provide the decoder; see the module docstring for what events do.
+    Attributes: ``call`` (the call this session opened, also after it hung up),
+    ``errors`` (decoder errors by reason), ``close_code`` (WebSocket close code a transport
+    should use after a protocol error), ``closed``.
+    """
+
+    namespace: str = ""
+    transport: str = ""
+    _drop_late_as = "late"  # what a decoder's "late" anomaly means for this platform
+    _loss_is_wire_loss = True  # whether "loss" anomalies count messages lost on the wire
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.call: CallState | None = None
+        self.errors: Counter[str] = Counter()
+        self.close_code: int | None = None
+        self.closed = False
+        self.failed = False
+        self._own = Accounting()  # until a call exists
+
+    @property
+    def accounting(self) -> Accounting:
+        """The call's accounting once a call is open; the session's own before that."""
+        return self.call.accounting if self.call is not None else self._own
+
+    # -- the interface
+
+    def feed(self, wire: Wire) -> list[Reply]:
+        """Decode one message from the platform; return what to send back."""
+        media = is_media(self.namespace, wire)
+        if media and (self.closed or self._call_gone()):
+            self.accounting.note_dropped("after-close")
+            return []
+        if media and self.failed:
+            self.accounting.note_dropped("after-error")
+            return []
+        if self.closed:
+            return []
+        try:
+            events = self._decode(wire)
+        except MediaError as exc:
+            return self._on_error(exc, media)
+        return self._apply(events, media)
+
+    def close(self) -> list[Reply]:
+        """The connection ended: flush the decoder and hang up the call if still open."""
+        if self.closed:
+            return []
+        self.closed = True
+        try:
+            events = self._decoder_close()
+        except MediaError as exc:
+            self._count_error(exc)
+            events = []
+        replies = self._apply(events, media=False)
+        self._hang_up()
+        return replies
+
+    # -- for subclasses
+
+    def _decode(self, wire: Wire) -> list[Event]:
+        raise NotImplementedError
+
+    def _decoder_close(self) -> list[Event]:
+        raise NotImplementedError
+
+    def _error_replies(self, exc: MediaError) -> list[Reply]:
+        return []
+
+    def _on_closed(self, reason: str) -> None:
+        self._hang_up()
+
+    # -- shared machinery
+
+    def _call_gone(self) -> bool:
+        call = self.call
+        return call is not None and (call.closed_at is not None or call.bye_in_progress)
+
+    def _count_error(self, exc: MediaError) -> None:
+        self.errors[exc.reason] += 1
+        self.accounting.note_error(exc.reason, dropped=False)
+
+    def _on_error(self, exc: MediaError, media: bool) -> list[Reply]:
+        self.errors[exc.reason] += 1
+        # A refused media message is dropped; a refused control message only counts.
+        self.accounting.note_error(exc.reason, dropped=media)
+        return self._error_replies(exc)
+
+    def _hang_up(self) -> None:
+        call = self.call
+        if call is not None and call.closed_at is None and call.guid in self.gateway.calls:
+            self.gateway.hang_up(call.guid)
+
+    def _open(self, event: SessionOpened) -> None:
+        gw = self.gateway
+        existing = gw.calls.get(event.guid)
+        if existing is not None:
+            if existing.source != "sim" or existing.namespace != self.namespace:
+                raise MediaError(f"call {event.guid} is already open", reason="guid-in-use")
+            existing.source = self.transport
+            existing.channels = event.channels or existing.channels
+            existing.info.update(event.info)
+            call = existing
+        else:
+            try:
+                call = gw.open_call(
+                    self.namespace,
+                    event.guid,
+                    event.channels or None,
+                    source=self.transport,
+                    info=event.info,
+                )
+            except Problem as exc:
+                raise MediaError(str(exc), reason="guid-in-use") from None
+        merge_accounting(call.accounting, self._own)
+        self.call = call
+
+    def _apply(self, events: list[Event], media: bool) -> list[Reply]:
+        replies: list[Reply] = []
+        placed = streamed = False
+        drop: str | None = None
+        now = self.gateway.clock.now()
+        for event in events:
+            if isinstance(event, AudioChunk):
+                call = self.call
+                if call is None or call.closed_at is not None:
+                    drop = "after-close"
+                    continue
+                try:
+                    streamed |= call.receive(event.channel, event.start_sample, event.pcm, now)
+                    placed = True
+                except ConfigError:
+                    drop = "out-of-range"
+            elif isinstance(event, Reply):
+                replies.append(event)
+            elif isinstance(event, Anomaly):
+                drop = self._anomaly(event) or drop
+            elif isinstance(event, SessionOpened):
+                try:
+                    self._open(event)
+                except MediaError as exc:
+                    replies.extend(self._on_error(exc, media=False))
+                    self.failed = True
+            elif isinstance(event, SessionPaused):
+                if self.call is not None:
+                    self.call.note_paused(event.at_sample)
+            elif isinstance(event, SessionResumed):
+                if self.call is not None:
+                    self.call.note_resumed(event.at_sample)
+            elif isinstance(event, SessionClosed):
+                self._on_closed(event.reason)
+        if media:
+            if placed:
+                self.accounting.note_received(streamed=streamed)
+            elif drop is not None:
+                self.accounting.note_dropped(drop)
+        return replies
+
+    def _anomaly(self, event: Anomaly) -> str | None:
+        """Count ``event``; return the drop reason it gives the current message, if any."""
+        acc = self.accounting
+        acc.anomalies[event.kind] += event.count
+        if event.kind == "loss" and self._loss_is_wire_loss:
+            acc.note_lost(event.count)
+        elif event.kind == "duplicate":
+            return "duplicate"
+        elif event.kind == "late":
+            return self._drop_late_as
+        elif event.kind == "inactive":
+            return "paused"
+        return None
+
+
+def merge_accounting(into: Accounting, extra: Accounting) -> None:
+    into.received += extra.received
+    into.streamed += extra.streamed
+    into.lost += extra.lost
+    into.dropped.update(extra.dropped)
+    into.errors.update(extra.errors)
+    into.anomalies.update(extra.anomalies)

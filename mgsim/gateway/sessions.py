@@ -1,0 +1,248 @@
+"""Media sessions: one platform connection feeding the gateway's calls.
+
+:func:`open_media_session` wraps a namespace's push decoder from :mod:`mgsim.media` in a
+:class:`MediaSession` with the same two methods everywhere: ``feed(wire) -> list[Reply]``
+and ``close() -> list[Reply]``. The session turns decoder events into call state:
+
+==================  ===================================================================
+event               effect on the gateway
+==================  ===================================================================
+SessionOpened       ``gateway.open_call(namespace, guid, channels, source=transport)``;
+                    a call already opened through the control API (source ``"sim"``)
+                    is adopted. AudioHook probes open nothing.
+AudioChunk          ``call.receive(channel, start_sample, pcm, clock.now())``
+SessionPaused/...   recorded in ``call.pauses`` (the decoders drop paused audio)
+SessionClosed       the call hangs up; for SIPREC the BYE first sets
+                    ``call.bye_in_progress`` (control requests get 409-203) and the call
+                    hangs up when the session closes
+Anomaly             counted in ``call.accounting`` (see :mod:`mgsim.gateway.accounting`)
+==================  ===================================================================
+
+**Errors never escape** :meth:`MediaSession.feed`: a :class:`~mgsim.errors.MediaError`
+is counted (``session.errors`` and the call's ``accounting.errors``, by reason), its
+message is dropped as ``"decode-error"`` and the protocol's own answer is returned:
+
+* Twilio: no reply exists; :attr:`MediaSession.close_code` is set to the WebSocket close
+  code (1007, 1008...) and the session ends at once (the call hangs up), as the gateway
+  closes the socket;
+* AudioHook: the ``disconnect`` message (reason ``error``); the session then only waits
+  for the client's ``close``; :attr:`MediaSession.close_code` is set for a transport that
+  closes without waiting;
+* SIPREC: the SIP error response (``4xx``) for a refused request; a refused RTP packet gets
+  nothing (it is UDP);
+* Amazon Connect: a PutMedia acknowledgement with ``"EventType": "ERROR"``.
+
+Other calls never see another session's errors. The Amazon Connect session writes into the
+gateway's Kinesis Video store (:mod:`mgsim.gateway.kvs`); audio reaches the call only
+through the reader started by start-streaming.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mgsim.errors import ConfigError, MediaError
+from mgsim.gateway.accounting import Accounting
+from mgsim.gateway.calls import Gateway
+from mgsim.gateway.media_session import (
+    NAMESPACES,
+    MediaSession,
+    count_media,
+    is_media,
+    merge_accounting,
+)
+from mgsim.media._base import Event, Reply, Wire
+from mgsim.media.audiohook import AudioHookError, AudioHookSession
+from mgsim.media.kvs import KvsError
+from mgsim.media.sip import SipError
+from mgsim.media.siprec import SiprecSession
+from mgsim.media.twilio import TwilioDecoder, TwilioError
+
+__all__ = [
+    "NAMESPACES",
+    "AudioHookMediaSession",
+    "KvsMediaSession",
+    "MediaSession",
+    "SiprecMediaSession",
+    "TwilioMediaSession",
+    "count_media",
+    "is_media",
+    "open_media_session",
+]
+
+
+class TwilioMediaSession(MediaSession):
+    """A Twilio Media Streams WebSocket (text frames on channel ``"ws"``).
+
+    A :class:`~mgsim.media.twilio.TwilioError` ends the session: ``close_code`` tells the
+    transport how to close the socket, and the call hangs up (``SessionClosed``
+    ``"disconnect"``, with any chunk loss counted).
+    """
+
+    namespace = "twilio"
+    transport = "twilio-ws"
+
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
+        super().__init__(gateway)
+        self.decoder = TwilioDecoder(**options)
+
+    def _decode(self, wire: Wire) -> list[Event]:
+        return self.decoder.feed(wire)
+
+    def _decoder_close(self) -> list[Event]:
+        return self.decoder.close()
+
+    def _error_replies(self, exc: MediaError) -> list[Reply]:
+        self.close_code = exc.ws_close_code if isinstance(exc, TwilioError) else 1011
+        self.failed = True
+        return self.close()
+
+
+class AudioHookMediaSession(MediaSession):
+    """A Genesys AudioHook WebSocket (JSON text and binary audio on channel ``"ws"``).
+
+    ``session_id`` is the ``Audiohook-Session-Id`` upgrade header. A probe (the all-zero
+    conversationId) is answered but opens no call: :attr:`probe` is then True.
+    """
+
+    namespace = "genesysaudiohook"
+    transport = "audiohook-ws"
+    _drop_late_as = "paused"  # AudioHook reports audio sent while paused as "late"
+    _loss_is_wire_loss = False  # "discarded": the client dropped audio; nothing was sent
+
+    def __init__(self, gateway: Gateway, *, session_id: str | None = None) -> None:
+        super().__init__(gateway)
+        self.decoder = AudioHookSession(session_id)
+
+    @property
+    def probe(self) -> bool:
+        """True for a connection probe."""
+        return self.decoder.probe
+
+    def feed(self, wire: Wire) -> list[Reply]:
+        if self.decoder.state == "failed" and not self.closed:
+            self.failed = True
+        return super().feed(wire)
+
+    def _decode(self, wire: Wire) -> list[Event]:
+        return self.decoder.feed(wire)
+
+    def _decoder_close(self) -> list[Event]:
+        return self.decoder.close()
+
+    def _error_replies(self, exc: MediaError) -> list[Reply]:
+        if not isinstance(exc, AudioHookError) or self.decoder.state == "closed":
+            return []
+        self.close_code = exc.ws_close_code
+        self.failed = True
+        return [Reply("ws", exc.disconnect_message(self.decoder))]
+
+
+class SiprecMediaSession(MediaSession):
+    """A SIPREC dialog: SIP on ``"sip"``, RTP on ``"rtp:0"`` / ``"rtp:1"``.
+
+    Options go to :class:`~mgsim.media.siprec.SiprecSession` (``ports``, ``address``...).
+    A BYE sets ``call.bye_in_progress``; the call hangs up at :meth:`close`.
+    """
+
+    namespace = "siprec"
+    transport = "siprec"
+
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
+        super().__init__(gateway)
+        self.decoder = SiprecSession(**options)
+
+    @property
+    def bye_in_progress(self) -> bool:
+        return self.decoder.bye_in_progress
+
+    def _decode(self, wire: Wire) -> list[Event]:
+        return self.decoder.feed(wire)
+
+    def _decoder_close(self) -> list[Event]:
+        return self.decoder.close()
+
+    def _error_replies(self, exc: MediaError) -> list[Reply]:
+        if isinstance(exc, SipError):
+            response = exc.to_response()
+            if response is not None:
+                return [Reply("sip", response.to_bytes())]
+        return []
+
+    def _on_closed(self, reason: str) -> None:
+        if reason == "bye" and self.call is not None and self.call.closed_at is None:
+            self.call.bye_in_progress = True
+            return
+        self._hang_up()
+
+
+class KvsMediaSession(MediaSession):
+    """Amazon Connect writing one contact's stream (fragments on channel ``"kvs"``).
+
+    Each fragment goes into ``gateway.kvs`` through :meth:`KvsMedia.put
+    <mgsim.gateway.kvs.KvsMedia.put>` (``create``: make the stream if it is missing); the
+    reply is a PutMedia acknowledgement ``{"EventType": "PERSISTED", "FragmentNumber":
+    ...}`` or ``{"EventType": "ERROR", "ErrorId": 4006, ...}``. :meth:`close` ends the
+    stream's current contact (its call hangs up).
+    """
+
+    namespace = "amazonconnect"
+    transport = "kvs"
+
+    def __init__(self, gateway: Gateway, *, stream_arn: str, create: bool = True) -> None:
+        super().__init__(gateway)
+        self.stream_arn = stream_arn
+        self.create = create
+        self.fragment_numbers: list[str] = []
+        """Numbers the store gave to this session's fragments, in put order."""
+
+    def feed(self, wire: Wire) -> list[Reply]:
+        if self.closed:
+            self.accounting.note_dropped("after-close")
+            return []
+        watched = self.gateway.kvs_media.current_call(self.stream_arn)
+        try:
+            result = self.gateway.kvs_media.put(self.stream_arn, wire, create=self.create)
+        except MediaError as exc:
+            self.errors[exc.reason] += 1
+            if watched is None or not isinstance(exc, KvsError):
+                # No call counted it (KvsMedia counts errors on the contact's call).
+                self._own.note_error(exc.reason)
+            ack = {"EventType": "ERROR", "ErrorId": 4006, "ErrorCode": exc.reason}
+            return [Reply("kvs", json.dumps(ack))]
+        if result.call is not None and result.call is not self.call:
+            self.call = result.call
+            merge_accounting(result.call.accounting, self._own)
+            self._own = Accounting()
+        self.fragment_numbers.append(result.fragment_number)
+        ack = {"EventType": "PERSISTED", "FragmentNumber": result.fragment_number}
+        return [Reply("kvs", json.dumps(ack))]
+
+    def close(self) -> list[Reply]:
+        if not self.closed:
+            self.closed = True
+            self.gateway.kvs_media.end_stream(self.stream_arn)
+        return []
+
+
+_SESSIONS: dict[str, type[MediaSession]] = {
+    "siprec": SiprecMediaSession,
+    "twilio": TwilioMediaSession,
+    "genesysaudiohook": AudioHookMediaSession,
+    "amazonconnect": KvsMediaSession,
+}
+
+
+def open_media_session(gateway: Gateway, namespace: str, **options: Any) -> MediaSession:
+    """A new media session of ``namespace`` on ``gateway``; ``options`` go to its class.
+
+    >>> from mgsim.clock import VirtualClock
+    >>> session = open_media_session(Gateway(VirtualClock()), "twilio")
+    >>> type(session).__name__
+    'TwilioMediaSession'
+    """
+    cls = _SESSIONS.get(namespace)
+    if cls is None:
+        raise ConfigError(f"unknown namespace {namespace!r}; expected one of {NAMESPACES}")
+    return cls(gateway, **options)
