@@ -3,14 +3,19 @@
 ::
 
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
+    mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
+                [--margin-ms N] [--latency-ms N] [--json]
+    mgsim demo  [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mgsim import __version__
 from mgsim.errors import ConfigError
@@ -62,6 +67,136 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_call(audio: str) -> Any:
+    from pathlib import Path
+
+    from mgsim.sim.call import Call, list_samples, load_sample
+
+    if Path(audio).exists():
+        return Call.load(audio)
+    names = [p.stem for p in list_samples()]
+    if audio in names:
+        return load_sample(audio)
+    raise ConfigError(f"no audio file or sample call named {audio!r} (samples: {', '.join(names)})")
+
+
+def _scenario_from(args: argparse.Namespace) -> Any:
+    from mgsim.server.config import Faults
+    from mgsim.sim.plans import Plan
+    from mgsim.sim.scenario import Scenario
+
+    plan = Plan(
+        args.plan,
+        margin_before_ms=args.margin_ms,
+        margin_after_ms=args.margin_after_ms if args.margin_after_ms is not None else 1000.0,
+    )
+    faults = Faults(rate_503=args.fail_rate) if args.fail_rate else None
+    return Scenario(
+        _load_call(args.audio),
+        args.namespace,
+        plan,
+        redaction_output=args.redaction_output,
+        control_latency_ms=args.latency_ms,
+        faults=faults,
+        seed=args.seed,
+        confirm_stop=not args.naive_stop,
+    )
+
+
+def _print_call(result: Any) -> None:
+    sc = result.scenario
+    leaks = result.leaks
+    print(f"{sc.call.title or sc.call.call_id} via {sc.namespace} (guid {result.guid})")
+    print(
+        f"plan {sc.plan.kind}: stop {sc.plan.margin_before_ms:.0f} ms before and start "
+        f"{sc.plan.margin_after_ms:.0f} ms after each sensitive span; redaction "
+        f"{sc.redaction_output}"
+    )
+    print()
+    for a in result.actions:
+        mark = "ok " if a.confirmed else "FAILED"
+        print(f"  {a.at_ms / 1000:7.2f} s  {a.action:5}  {mark:6}  {a.reason}  ({a.detail})")
+    print()
+    for row in result.utterance_rows():
+        text = row["redacted_text"] if sc.redaction_output != "unredacted" else row["text"]
+        print(f"  {row['start_ms'] / 1000:7.2f} s  {row['role']:8}  {text}")
+    print()
+    verdict = "LEAK" if leaks["pci_words_visible"] else "no card data visible"
+    print(
+        f"sensitive words: {leaks['pci_words']}; transcribed {leaks['pci_words_transcribed']} "
+        f"({leaks['pci_ms_transcribed']:.0f} ms of audio); visible after redaction "
+        f"{leaks['pci_words_visible']}: {verdict}"
+    )
+    codes = [f"{e.status}" for e in result.journal.entries]
+    print(f"requests: {len(codes)} ({', '.join(sorted(set(codes)))})")
+
+
+def _call(args: argparse.Namespace) -> int:
+    from mgsim.sim.scenario import run_scenario
+
+    if args.transport != "inprocess":
+        raise ConfigError("--transport socket is not available yet; use inprocess")
+    result = run_scenario(_scenario_from(args))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_call(result)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mgsim.sim.call import load_sample
+    from mgsim.sim.plans import Plan
+    from mgsim.sim.scenario import NAMESPACES, Scenario, run_scenario
+
+    call = load_sample("card_payment")
+    rows = []
+    for namespace in NAMESPACES:
+        for plan in ("whole", "guard"):
+            for output in ("unredacted", "redacted"):
+                result = run_scenario(
+                    Scenario(call, namespace, Plan(plan), redaction_output=output)  # type: ignore[arg-type]
+                )
+                leaks = result.leaks
+                rows.append(
+                    {
+                        "namespace": namespace,
+                        "plan": plan,
+                        "redaction_output": output,
+                        "utterances": len(result.utterances),
+                        "pci_words": leaks["pci_words"],
+                        "pci_words_transcribed": leaks["pci_words_transcribed"],
+                        "pci_words_visible": leaks["pci_words_visible"],
+                        "requests": len(result.journal),
+                    }
+                )
+    if args.json:
+        print(json.dumps({"call": call.call_id, "runs": rows}, indent=2))
+        return 0
+    print(
+        f"{call.title}: {call.duration_ms / 1000:.1f} s, {rows[0]['pci_words']} sensitive "
+        "words (card number, expiry, CVV), played through each platform's wire format"
+    )
+    print()
+    header = f"{'namespace':18} {'plan':6} {'output':11} {'utterances':>10} "
+    header += f"{'PCI transcribed':>16} {'PCI visible':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['namespace']:18} {r['plan']:6} {r['redaction_output']:11} {r['utterances']:>10} "
+            f"{r['pci_words_transcribed']:>16} {r['pci_words_visible']:>12}"
+        )
+    print()
+    print("whole: the gateway transcribes the card details; only redaction hides them.")
+    print("guard: stop-streaming before each sensitive span, start after: nothing to redact.")
+    print(
+        "Try: mgsim call --namespace twilio --audio card_payment --plan guard --margin-ms 0 "
+        "--latency-ms 400"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgsim", description="Simulate ASAPP's AutoTranscribe Media Gateway."
@@ -96,6 +231,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.set_defaults(func=_serve)
+
+    call = sub.add_parser("call", help="play one call through one platform and report leaks")
+    call.add_argument(
+        "--namespace",
+        required=True,
+        choices=["siprec", "twilio", "genesysaudiohook", "amazonconnect"],
+    )
+    call.add_argument(
+        "--audio", required=True, help="a sample call name (e.g. card_payment) or a .wav/.json path"
+    )
+    call.add_argument("--plan", default="guard", choices=["whole", "connect", "guard"])
+    call.add_argument(
+        "--margin-ms",
+        type=float,
+        default=1500.0,
+        help="guard: stop this long before each sensitive span (default 1500)",
+    )
+    call.add_argument(
+        "--margin-after-ms",
+        type=float,
+        default=None,
+        help="guard: start this long after each span (default 1000)",
+    )
+    call.add_argument(
+        "--redaction-output",
+        default="redacted",
+        choices=["redacted", "unredacted", "redacted_and_unredacted"],
+    )
+    call.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added to every control request before it takes effect",
+    )
+    call.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="probability that a control request answers 503",
+    )
+    call.add_argument(
+        "--naive-stop",
+        action="store_true",
+        help="send stop once instead of retrying it until confirmed",
+    )
+    call.add_argument("--transport", default="inprocess", choices=["inprocess", "socket"])
+    call.add_argument("--seed", type=int, default=0)
+    call.add_argument("--json", action="store_true", help="print one JSON object")
+    call.set_defaults(func=_call)
+
+    demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=_demo)
     return parser
 
 

@@ -264,6 +264,11 @@ class _Base:
                     return StopConfirmation(
                         True, attempts, self._ms_since(started), None, "already-stopped"
                     )
+                if exc.code == "409-203":
+                    # A SIPREC BYE is being processed: the media session is ending.
+                    return StopConfirmation(
+                        True, attempts, self._ms_since(started), None, "call-ending"
+                    )
                 delays, last_error = self.retry.on_5xx, exc.code  # 409-202: wait for the other
             except RateLimitError as exc:
                 delays, last_error = self.retry.on_429, exc.code
@@ -282,7 +287,10 @@ class _Base:
             delay = schedule[min(attempts - 1, len(schedule) - 1)]
             if self.clock.now() + delay - started > within_s:
                 return StopConfirmation(
-                    False, attempts, self._ms_since(started), None,
+                    False,
+                    attempts,
+                    self._ms_since(started),
+                    None,
                     f"not confirmed within {within_s * 1000:.0f} ms (last: {last_error})",
                 )
             yield _Sleep(delay)
@@ -375,9 +383,12 @@ class Client(_Base):
         json: Any = None,
         params: dict[str, str] | None = None,
         raise_for_status: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> httpx.Response:
         """Send any request (journaled, retried); errors are returned unless raise_for_status."""
-        return self._run(self._flow(method, path, json, params, raise_for_status=raise_for_status))
+        return self._run(
+            self._flow(method, path, json, params, raise_for_status=raise_for_status, retry=retry)
+        )
 
     def start_streaming(
         self,
@@ -488,9 +499,10 @@ class AsyncClient(_Base):
         json: Any = None,
         params: dict[str, str] | None = None,
         raise_for_status: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> httpx.Response:
         return await self._run(
-            self._flow(method, path, json, params, raise_for_status=raise_for_status)
+            self._flow(method, path, json, params, raise_for_status=raise_for_status, retry=retry)
         )
 
     async def start_streaming(

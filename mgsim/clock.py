@@ -17,9 +17,9 @@ import asyncio
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "LoopClock", "SystemClock", "VirtualClock", "virtual_time"]
 
 # 2026-01-05 09:00:00 UTC: a fixed, ordinary weekday morning for virtual runs.
 _VIRTUAL_EPOCH = 1767603600.0
@@ -98,3 +98,50 @@ class VirtualClock:
         self.sleep(seconds)
         # Yield once, so that concurrent requests interleave as they would in real time.
         await asyncio.sleep(0)
+
+
+class LoopClock:
+    """The running asyncio loop's time, for discrete-event simulation.
+
+    Under :func:`virtual_time` the loop fast-forwards whenever every task is waiting, so
+    concurrent coroutines (media being fed, a client retrying a stop, a server spending
+    injected latency) interleave exactly as they would in real time, at no cost. Without it
+    this is simply real time. Use it only from the loop's own thread.
+    """
+
+    def __init__(self, *, epoch: float = _VIRTUAL_EPOCH) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._epoch = epoch
+
+    def now(self) -> float:
+        return self._loop.time() - self._t0
+
+    def wall(self) -> datetime:
+        return datetime.fromtimestamp(self._epoch + self.now(), UTC)
+
+    def sleep(self, seconds: float) -> None:
+        raise RuntimeError("LoopClock cannot block: await asleep() from a coroutine")
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def sleep_until(self, t: float) -> None:
+        """Sleep until ``now() >= t`` (no-op when ``t`` has passed)."""
+        await asyncio.sleep(max(0.0, t - self.now()))
+
+
+def virtual_time() -> Any:
+    """Context manager making the running loop's time virtual (see :class:`LoopClock`).
+
+    >>> async def demo() -> float:
+    ...     with virtual_time():
+    ...         clock = LoopClock()
+    ...         await asyncio.sleep(3600)
+    ...         return round(clock.now())
+    >>> asyncio.run(demo())
+    3600
+    """
+    from aiotools import VirtualClock as _AioVirtualClock
+
+    return _AioVirtualClock().patch_loop()

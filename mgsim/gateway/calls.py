@@ -38,6 +38,7 @@ from mgsim.gateway.accounting import Accounting
 from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
 from mgsim.gateway.timeline import Timeline
+from mgsim.gateway.transcription import GatewayTranscription
 from mgsim.media.kvs import KinesisVideoStore
 
 __all__ = ["CallState", "Gateway", "MediaBinding", "Segment", "StartParams"]
@@ -240,6 +241,7 @@ class Gateway:
         self.kvs = KinesisVideoStore()
         """The Kinesis Video streams Amazon Connect writes into (in-memory)."""
         self.kvs_media = KvsMedia(self)
+        self.transcription = GatewayTranscription(self)
         """Opens calls from fragments put into :attr:`kvs` and reads them while streaming."""
         # Transcript messages per guid, as GET /conversation/v1/conversation/messages serves.
         self.messages: dict[str, list[dict[str, Any]]] = {}
@@ -269,6 +271,7 @@ class Gateway:
         )
         self.calls[guid] = call
         self.ended.pop(guid, None)
+        self.transcription.call_opened(call)
         return call
 
     def get(self, namespace: str, guid: str) -> CallState:
@@ -299,6 +302,7 @@ class Gateway:
             except BaseException:
                 call.segments.pop()
                 raise
+        self.transcription.segment_started(call, seg)
         return seg
 
     def stop(self, namespace: str, guid: str) -> Segment:
@@ -309,6 +313,7 @@ class Gateway:
         seg.stopped_at = self.clock.now()
         if call.media is not None:
             call.media.stopped(call, seg)
+        self.transcription.segment_stopped(call, seg)
         return seg
 
     def hang_up(self, guid: str) -> CallState:
@@ -321,6 +326,7 @@ class Gateway:
             seg.stopped_at = now
             if call.media is not None:
                 call.media.stopped(call, seg)
+            self.transcription.segment_stopped(call, seg)
         call.closed_at = now
         call.bye_in_progress = False
         self.ended[guid] = call

@@ -1,0 +1,144 @@
+"""Transcription inside the gateway: what a segment streamed becomes transcripts.
+
+When a streaming segment closes (stop-streaming, or a hang-up while streaming) each
+participant's audio that was *streamed in that segment* goes through the call's
+transcription engine; the utterances are redacted per the segment's ``redactionOutput``,
+counted in the stop summary, stored for ``GET /conversation/v1/conversation/messages`` and
+handed to the webhook target.
+
+The engine is per call. Sample calls carry their script, so the reference
+:class:`~mgsim.speech.engine.ScriptEngine` emits exactly the words whose audio was streamed
+(:meth:`GatewayTranscription.attach`). A call with no engine streams and counts audio but
+produces no transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from mgsim.speech.engine import TranscriptionEngine, Utterance
+from mgsim.speech.redact import ParticipantPolicies
+from mgsim.speech.transcripts import SegmentContext, render_segment
+
+if TYPE_CHECKING:
+    from mgsim.gateway.calls import CallState, Gateway, Segment
+
+__all__ = ["GatewayTranscription", "WebhookTarget"]
+
+
+class WebhookTarget(Protocol):
+    """Where transcript webhooks go (:class:`mgsim.server.webhooks.WebhookSink` or
+    :class:`~mgsim.server.webhooks.WebhookSender`)."""
+
+    async def deliver(self, body: Any) -> Any: ...
+
+
+@dataclass
+class _CallTranscripts:
+    engine: TranscriptionEngine
+    wall_base: datetime
+    at_start: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    utterances: list[Utterance] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class GatewayTranscription:
+    """The gateway's transcription service; ``gateway.transcription``."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        policies: ParticipantPolicies | None = None,
+        webhooks: WebhookTarget | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.policies = policies or ParticipantPolicies()
+        self.webhooks = webhooks
+        self._calls: dict[str, _CallTranscripts] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def attach(self, guid: str, engine: TranscriptionEngine) -> None:
+        """Transcribe call ``guid`` with ``engine`` (before or after its media opens)."""
+        clock = self.gateway.clock
+        call = self.gateway.calls.get(guid)
+        opened = call.opened_at if call is not None else clock.now()
+        wall_base = clock.wall() - timedelta(seconds=clock.now() - opened)
+        self._calls[guid] = _CallTranscripts(engine, wall_base)
+
+    def utterances(self, guid: str) -> list[Utterance]:
+        """Every utterance transcribed for ``guid`` so far (all segments)."""
+        state = self._calls.get(guid)
+        return list(state.utterances) if state else []
+
+    def webhooks_of(self, guid: str) -> list[dict[str, Any]]:
+        """Every webhook body produced for ``guid`` so far."""
+        state = self._calls.get(guid)
+        return list(state.webhooks) if state else []
+
+    def call_opened(self, call: CallState) -> None:
+        """Re-anchor the wall clock of sample 0 when the media session opens."""
+        state = self._calls.get(call.guid)
+        if state is not None:
+            clock = self.gateway.clock
+            state.wall_base = clock.wall() - timedelta(seconds=clock.now() - call.opened_at)
+
+    def segment_started(self, call: CallState, seg: Segment) -> None:
+        state = self._calls.get(call.guid)
+        if state is None:
+            return
+        state.at_start = {ch: tl.streamed_mask().copy() for ch, tl in call.timelines.items()}
+
+    def segment_stopped(self, call: CallState, seg: Segment) -> None:
+        state = self._calls.get(call.guid)
+        if state is None or not seg.transcribing:
+            return
+        utterances: list[Utterance] = []
+        for channel, role in seg.roles.items():
+            timeline = call.timelines.get(channel)
+            if timeline is None or len(timeline) == 0:
+                continue
+            streamed = timeline.streamed_mask()
+            before = state.at_start.get(channel)
+            if before is not None:
+                mask = streamed.copy()
+                mask[: len(before)] &= ~before
+            else:
+                mask = streamed
+            utterances += state.engine.transcribe(role, timeline.audio(), mask, offset_ms=0.0)
+        ctx = SegmentContext(
+            call.guid,
+            {str(role): sid for role, sid in seg.stream_ids.items()},
+            {"customer": seg.params.customer_id, "agent": seg.params.agent_id},
+            seg.params.redaction_output,  # type: ignore[arg-type]
+            seg.params.detailed_token,
+            self.policies,
+        )
+        out = render_segment(utterances, ctx, wall_base=state.wall_base, new_id=self.gateway.new_id)
+        for role_name, n in out.transcripts.items():
+            for role in seg.transcripts:
+                if role == role_name:
+                    seg.transcripts[role] += n
+        self.gateway.messages.setdefault(call.guid, []).extend(out.messages)
+        state.utterances += out.utterances
+        state.webhooks += out.webhooks
+        self._deliver(out.webhooks)
+
+    def _deliver(self, bodies: Sequence[dict[str, Any]]) -> None:
+        if self.webhooks is None:
+            return
+        nowait = getattr(self.webhooks, "deliver_nowait", None)
+        for body in bodies:
+            if nowait is not None:  # the in-process sink keeps bodies synchronously
+                nowait(body)
+            else:  # a real sender POSTs from a task the app's loop owns; it never raises
+                task = asyncio.get_running_loop().create_task(self.webhooks.deliver(body))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)

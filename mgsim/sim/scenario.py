@@ -1,0 +1,406 @@
+"""Scenarios: a call, a namespace, a control plan and a clock, run end to end.
+
+:func:`run_scenario` plays a :class:`~mgsim.sim.call.Call` through one platform's wire
+format into an embedded simulator while a client sends start-streaming / stop-streaming at
+the plan's times, then reports what was transcribed, redacted and leaked.
+
+Everything runs as concurrent coroutines on one event loop: the media feeder, the control
+client (with its retries) and the server (with its injected latency). In virtual time
+(the default) the loop fast-forwards whenever every coroutine waits, so a 50-second call
+takes a fraction of a second, yet a stop that is slow or retried still lets media through
+meanwhile, exactly as in real time. That exposure is what the leak analysis measures.
+
+>>> from mgsim.sim.call import load_sample
+>>> result = run_scenario(Scenario(load_sample("card_payment"), "twilio", Plan("guard")))
+>>> result.leaks["pci_words_transcribed"], result.leaks["pci_words"]
+(0, 23)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from mgsim.client import AsyncClient, RetryPolicy
+from mgsim.clock import LoopClock, virtual_time
+from mgsim.contract.models import (
+    AmazonConnectParams,
+    AutotranscribeParams,
+    NamespaceParams,
+    SiprecParams,
+    TwilioParams,
+)
+from mgsim.errors import ConfigError, MgsimError
+from mgsim.gateway.calls import CallState
+from mgsim.gateway.mapping import ROLES, channel_roles
+from mgsim.gateway.sessions import open_media_session
+from mgsim.journal import Journal
+from mgsim.media import audiohook, kvs, siprec, twilio
+from mgsim.media._base import Wire
+from mgsim.server.config import Faults, SimulatorConfig
+from mgsim.server.webhooks import WebhookSink
+from mgsim.sim.call import Call
+from mgsim.sim.plans import ControlAction, Plan
+from mgsim.simulator import Simulator
+from mgsim.speech.engine import ScriptEngine, Utterance
+from mgsim.speech.leaks import LeakReport, analyze_leaks
+from mgsim.speech.redact import ParticipantPolicies, redact_words
+
+__all__ = ["NAMESPACES", "ActionRecord", "Scenario", "ScenarioResult", "guid_for", "run_scenario"]
+
+NAMESPACES = ("siprec", "twilio", "genesysaudiohook", "amazonconnect")
+Namespace = Literal["siprec", "twilio", "genesysaudiohook", "amazonconnect"]
+KVS_FRAGMENT_MS = 1000
+T = TypeVar("T")
+
+
+def guid_for(namespace: str, call_id: str) -> str:
+    """A stable call id in the form ``namespace`` uses, derived from ``call_id``.
+
+    >>> guid_for("twilio", "card_payment")[:2], len(guid_for("twilio", "card_payment"))
+    ('CA', 34)
+    """
+    digest = hashlib.sha256(f"{namespace}:{call_id}".encode()).hexdigest()
+    if namespace == "siprec":
+        digits = str(int(digest, 16))[:40]
+        return "-".join(digits[i : i + 10] for i in range(0, 40, 10))
+    if namespace == "twilio":
+        return "CA" + digest[:32]
+    if namespace in ("amazonconnect", "genesysaudiohook"):
+        return str(uuid.UUID(digest[:32]))
+    raise ConfigError(f"unknown namespace {namespace!r}")
+
+
+def _stream_arn(guid: str) -> str:
+    return (
+        "arn:aws:kinesisvideo:us-east-1:123456789012:stream/"
+        f"mgsim-connect-demo-contact-{guid}/1767603600000"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """What to run. ``params`` are the namespace parameters sent with start-streaming (and
+    the platform is set up to match them); ``control_latency_ms`` and ``faults`` make the
+    simulated gateway slow or flaky; ``confirm_stop`` uses the PCI-safe stop (retried until
+    confirmed, failing closed after ``stop_within_ms``, by default the plan's margin)."""
+
+    call: Call
+    namespace: Namespace = "siprec"
+    plan: Plan = field(default_factory=Plan)
+    params: NamespaceParams | None = None
+    redaction_output: Literal["redacted", "unredacted", "redacted_and_unredacted"] = "redacted"
+    detailed_token: bool = False
+    control_latency_ms: float = 0.0
+    control_jitter_ms: float = 0.0
+    faults: Faults | None = None
+    confirm_stop: bool = True
+    stop_within_ms: float | None = None
+    seed: int = 0
+    realtime: bool = False
+    customer_id: str = "customer-1"
+    agent_id: str = "agent-1"
+
+    def __post_init__(self) -> None:
+        if self.namespace not in NAMESPACES:
+            raise ConfigError(f"unknown namespace {self.namespace!r}; use one of {NAMESPACES}")
+        if self.params is not None and self.params.namespace != self.namespace:
+            raise ConfigError(
+                f"{type(self.params).__name__} belongs to {self.params.namespace}, "
+                f"not {self.namespace}"
+            )
+
+    @property
+    def guid(self) -> str:
+        return guid_for(self.namespace, self.call.call_id)
+
+    def start_params(self) -> NamespaceParams | None:
+        if self.params is not None:
+            return self.params
+        if self.namespace == "amazonconnect":
+            return AmazonConnectParams(_stream_arn(self.guid))
+        return None
+
+    def wires(self) -> Iterator[Wire]:
+        audio, guid = self.call.audio, self.guid
+        params = self.start_params()
+        if self.namespace == "siprec":
+            order = (
+                params.media_line_order if isinstance(params, SiprecParams) else "CUSTOMER_FIRST"
+            )
+            return siprec.encode(audio, guid=guid, media_line_order=order, seed=self.seed)
+        if self.namespace == "twilio":
+            track = "inbound"
+            if isinstance(params, TwilioParams) and params.inbound == "agent":
+                track = "outbound"
+            return twilio.encode(audio, guid=guid, customer_track=track)  # type: ignore[arg-type]
+        if self.namespace == "genesysaudiohook":
+            return audiohook.encode(audio, guid=guid)
+        assert isinstance(params, AmazonConnectParams)
+        return kvs.encode(
+            audio, guid=guid, stream_arn=params.stream_arn, fragment_ms=KVS_FRAGMENT_MS
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One control action as it happened: planned time, when the request went out, and
+    whether the gateway confirmed it."""
+
+    at_ms: float
+    action: str
+    reason: str
+    confirmed: bool
+    detail: str
+    done_ms: float
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """What a scenario produced. ``leaks`` is the leak summary (see
+    :meth:`mgsim.speech.leaks.LeakReport.summary`); ``report`` the per-span detail."""
+
+    scenario: Scenario
+    guid: str
+    call: CallState | None
+    utterances: list[Utterance]
+    webhooks: list[dict[str, Any]]
+    streamed: dict[str, npt.NDArray[np.bool_]]
+    actions: list[ActionRecord]
+    journal: Journal
+    report: LeakReport
+    policies: ParticipantPolicies
+
+    @property
+    def leaks(self) -> dict[str, Any]:
+        return self.report.summary()
+
+    def utterance_rows(self) -> list[dict[str, Any]]:
+        """One dict per utterance: role, start_ms, end_ms, text, redacted_text."""
+        rows = []
+        for utt in self.utterances:
+            redacted = redact_words(list(utt.texts), self.policies.for_role(utt.role)).text
+            rows.append(
+                {
+                    "role": utt.role,
+                    "start_ms": round(utt.start_ms),
+                    "end_ms": round(utt.end_ms),
+                    "text": utt.text,
+                    "redacted_text": redacted,
+                }
+            )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole outcome as plain JSON (what ``mgsim call --json`` prints)."""
+        summary = self.leaks
+        return {
+            "call": self.scenario.call.call_id,
+            "namespace": self.scenario.namespace,
+            "guid": self.guid,
+            "plan": {
+                "kind": self.scenario.plan.kind,
+                "margin_before_ms": self.scenario.plan.margin_before_ms,
+                "margin_after_ms": self.scenario.plan.margin_after_ms,
+            },
+            "redaction_output": self.scenario.redaction_output,
+            "utterances": self.utterance_rows(),
+            "leaks": {
+                "pci_words": summary["pci_words"],
+                "pci_words_transcribed": summary["pci_words_transcribed"],
+                "pci_ms_transcribed": summary["pci_ms_transcribed"],
+                "pci_words_visible": summary["pci_words_visible"],
+                "spans_leaked": summary["spans_leaked"],
+                "leaked_labels": summary["leaked_labels"],
+            },
+            "actions": [
+                {
+                    "at_ms": a.at_ms,
+                    "action": a.action,
+                    "reason": a.reason,
+                    "confirmed": a.confirmed,
+                    "detail": a.detail,
+                    "done_ms": a.done_ms,
+                }
+                for a in self.actions
+            ],
+            "requests": [
+                {
+                    "endpoint": e.endpoint,
+                    "status": e.status,
+                    "code": e.code,
+                    "attempt": e.attempt,
+                    "latency_ms": e.latency_ms,
+                }
+                for e in self.journal.entries
+            ],
+            "accounting": self.call.accounting.as_dict() if self.call is not None else None,
+        }
+
+
+def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on its own event loop, also from inside a running one (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_scenario(scenario: Scenario) -> ScenarioResult:
+    """Run ``scenario`` to the end of its call and analyse it."""
+    return _in_fresh_loop(_run(scenario))
+
+
+async def _run(sc: Scenario) -> ScenarioResult:
+    if sc.realtime:
+        return await _run_on_clock(sc)
+    with virtual_time():
+        return await _run_on_clock(sc)
+
+
+async def _run_on_clock(sc: Scenario) -> ScenarioResult:
+    clock = LoopClock()
+    base = sc.faults or Faults()
+    faults = Faults(
+        latency_ms=base.latency_ms + sc.control_latency_ms,
+        jitter_ms=base.jitter_ms + sc.control_jitter_ms,
+        rate_503=base.rate_503,
+        rate_500=base.rate_500,
+        rate_429=base.rate_429,
+    )
+    config = SimulatorConfig(seed=sc.seed, spike_arrest_per_s=None, daily_quota=None, faults=faults)
+    sim = Simulator(config, clock=clock)
+    sink = WebhookSink()
+    transcription = sim.gateway.transcription
+    transcription.webhooks = sink
+    guid = sc.guid
+    transcription.attach(guid, ScriptEngine(sc.call.words))
+    params = sc.start_params()
+    options = {"stream_arn": params.stream_arn} if isinstance(params, AmazonConnectParams) else {}
+    session = open_media_session(sim.gateway, sc.namespace, **options)
+    autotranscribe = AutotranscribeParams(
+        redaction_output=sc.redaction_output, detailed_token=sc.detailed_token or None
+    )
+    within_s = sc.stop_within_ms if sc.stop_within_ms is not None else sc.plan.margin_before_ms
+    records: list[ActionRecord] = []
+    # Media ties break in favour of control actions planned for the same instant.
+    epsilon = 1e-6
+
+    async with AsyncClient(simulator=sim, retry=RetryPolicy()) as client:
+
+        async def media() -> None:
+            for wire in sc.wires():
+                await clock.sleep_until(wire.at_ms / 1000.0 + epsilon)
+                session.feed(wire)
+            session.close()  # the transport ends with the media (a SIPREC BYE completes)
+
+        async def control(actions: list[ControlAction]) -> None:
+            # An integration learns of a call from its platform (an SBC event, Twilio's
+            # start, a Connect Lambda once media streaming began): never before media opens.
+            while session.call is None and clock.now() * 1000.0 < sc.call.duration_ms:
+                await clock.asleep(0.02)
+            for action in actions:
+                await clock.sleep_until(action.at_ms / 1000.0)
+                records.append(await _act(action))
+
+        async def _act(action: ControlAction) -> ActionRecord:
+            try:
+                if action.action == "start":
+                    await client.start_streaming(
+                        sc.namespace,
+                        guid,
+                        sc.customer_id,
+                        sc.agent_id,
+                        autotranscribe=autotranscribe,
+                        params=params,
+                    )
+                    return _record(action, True, "started")
+                if sc.confirm_stop:
+                    outcome = await client.stop_streaming_confirmed(
+                        sc.namespace, guid, within_s=within_s / 1000.0
+                    )
+                    if not outcome.confirmed and guid in sim.gateway.ended:
+                        # The call hung up first; its open segment closed with it.
+                        return _record(action, True, "call had ended")
+                    return _record(action, outcome.confirmed, outcome.reason)
+                # The naive integration: one stop, no retry, assumed to have worked.
+                await client.request(
+                    "POST",
+                    "/mg-autotranscribe/v1/stop-streaming",
+                    json={"namespace": sc.namespace, "guid": guid},
+                    raise_for_status=True,
+                    retry=RetryPolicy.off(),
+                )
+                return _record(action, True, "stopped")
+            except MgsimError as exc:
+                if action.action == "stop" and guid in sim.gateway.ended:
+                    return _record(action, True, "call had ended")
+                return _record(action, False, f"{type(exc).__name__}: {exc}")
+
+        def _record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
+            return ActionRecord(
+                action.at_ms,
+                action.action,
+                action.reason,
+                confirmed,
+                detail,
+                round(clock.now() * 1000.0, 3),
+            )
+
+        await asyncio.gather(media(), control(sc.plan.actions(sc.call)))
+        call = session.call
+        journal = client.journal
+
+    utterances = transcription.utterances(guid)
+    webhooks = transcription.webhooks_of(guid)
+    streamed = _streamed_by_role(call, sc, len(sc.call.audio.customer))
+    report = analyze_leaks(
+        sc.call,
+        utterances,
+        streamed=streamed,
+        webhooks=webhooks,
+        plan=sc.plan.kind,
+        extra={"namespace": sc.namespace},
+    )
+    sim.close()
+    return ScenarioResult(
+        scenario=sc,
+        guid=guid,
+        call=call,
+        utterances=utterances,
+        webhooks=webhooks,
+        streamed=streamed,
+        actions=records,
+        journal=journal,
+        report=report,
+        policies=transcription.policies,
+    )
+
+
+def _streamed_by_role(
+    call: CallState | None, sc: Scenario, n: int
+) -> dict[str, npt.NDArray[np.bool_]]:
+    out: dict[str, npt.NDArray[np.bool_]] = {role: np.zeros(n, dtype=bool) for role in ROLES}
+    if call is None:
+        return out
+    body: dict[str, Any] = {}
+    params = sc.start_params()
+    if params is not None:
+        body.update(params.to_body())
+    for channel, role in channel_roles(sc.namespace, body).items():
+        timeline = call.timelines.get(channel)
+        if timeline is None:
+            continue
+        mask = timeline.streamed_mask()[:n]
+        out[role][: len(mask)] |= mask
+    return out

@@ -1,0 +1,61 @@
+"""The mgsim command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mgsim.cli import main
+
+
+def test_call_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "--namespace", "twilio", "--audio", "card_payment", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"namespace", "guid", "utterances", "leaks", "requests"} <= set(out)
+    assert out["namespace"] == "twilio" and out["guid"].startswith("CA")
+    assert {"role", "start_ms", "end_ms", "text", "redacted_text"} <= set(out["utterances"][0])
+    assert out["leaks"]["pci_words_transcribed"] == 0 and out["leaks"]["pci_ms_transcribed"] == 0
+    assert {"endpoint", "status", "code"} <= set(out["requests"][0])
+
+
+def test_call_with_latency_and_no_margin_reports_a_leak(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "call",
+        "--namespace",
+        "siprec",
+        "--audio",
+        "card_payment",
+        "--margin-ms",
+        "0",
+        "--margin-after-ms",
+        "0",
+        "--latency-ms",
+        "400",
+    ]
+    assert main(argv) == 0
+    assert "LEAK" in capsys.readouterr().out
+
+
+def test_demo_compares_the_four_platforms(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert {r["namespace"] for r in runs} == {
+        "siprec",
+        "twilio",
+        "genesysaudiohook",
+        "amazonconnect",
+    }
+    for r in runs:
+        if r["plan"] == "guard":
+            assert r["pci_words_transcribed"] == 0
+        else:
+            assert r["pci_words_transcribed"] == r["pci_words"]
+            assert r["pci_words_visible"] == (
+                r["pci_words"] if r["redaction_output"] == "unredacted" else 0
+            )
+
+
+def test_unknown_audio_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "--namespace", "twilio", "--audio", "nope"]) == 2
+    assert "no audio file or sample call named 'nope'" in capsys.readouterr().err
