@@ -79,11 +79,17 @@ def test_summary_and_conversation_messages_match_the_transcripts(calls: dict[str
     assert streamed_ms == pytest.approx(result.streamed["customer"].sum() / 8, abs=20)
 
 
-def test_control_latency_with_no_margin_leaks_and_is_reported(calls: dict[str, Call]) -> None:
-    sc = Scenario(calls["card_payment"], "twilio", Plan("guard", 0, 0), control_latency_ms=400)
-    leaks = run_scenario(sc).leaks
-    assert leaks["pci_words_transcribed"] > 0
-    assert leaks["pci_ms_transcribed"] > 0
+def test_control_latency_with_no_margin_leaks_unless_the_guard_fails_closed(
+    calls: dict[str, Call],
+) -> None:
+    tight = Plan("guard", 0, 0)
+    naive = run_scenario(
+        Scenario(calls["card_payment"], "twilio", tight, control_latency_ms=400, confirm_stop=False)
+    ).leaks
+    assert naive["pci_words_transcribed"] > 0 and naive["pci_ms_transcribed"] > 0
+    safe = run_scenario(Scenario(calls["card_payment"], "twilio", tight, control_latency_ms=400))
+    assert safe.leaks["pci_words_transcribed"] == 0
+    assert sum(1 for a in safe.actions if a.masked_until_ms) == len(calls["card_payment"].sensitive)
 
 
 def test_pci_safe_stop_under_faults_beats_the_naive_stop(calls: dict[str, Call]) -> None:

@@ -30,7 +30,20 @@ from mgsim.speech.transcripts import SegmentContext, render_segment
 if TYPE_CHECKING:
     from mgsim.gateway.calls import CallState, Gateway, Segment
 
-__all__ = ["GatewayTranscription", "WebhookTarget"]
+__all__ = ["GatewayTranscription", "WebhookTarget", "audible"]
+
+FRAME = 160  # 20 ms at 8 kHz
+
+
+def audible(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
+    """Per sample: False inside 20 ms frames of pure digital silence (masked or absent
+    audio), True elsewhere. Real lines always carry some noise, so only a platform that
+    mutes audio produces such frames, and no engine hears words in them."""
+    n = len(pcm)
+    padded = np.zeros(-(-n // FRAME) * FRAME, dtype=np.int16)
+    padded[:n] = pcm
+    frames = padded.reshape(-1, FRAME).any(axis=1)
+    return np.repeat(frames, FRAME)[:n]
 
 
 class WebhookTarget(Protocol):
@@ -105,14 +118,15 @@ class GatewayTranscription:
             timeline = call.timelines.get(channel)
             if timeline is None or len(timeline) == 0:
                 continue
-            streamed = timeline.streamed_mask()
+            audio = timeline.audio()
+            streamed = timeline.streamed_mask() & audible(audio)
             before = state.at_start.get(channel)
             if before is not None:
                 mask = streamed.copy()
                 mask[: len(before)] &= ~before
             else:
                 mask = streamed
-            utterances += state.engine.transcribe(role, timeline.audio(), mask, offset_ms=0.0)
+            utterances += state.engine.transcribe(role, audio, mask, offset_ms=0.0)
         ctx = SegmentContext(
             call.guid,
             {str(role): sid for role, sid in seg.stream_ids.items()},

@@ -41,9 +41,12 @@ FIRST_ACTION_MS = 20.0  # the media session must be up before start-streaming ca
 
 @dataclass(frozen=True, slots=True)
 class ControlAction:
+    """One planned request; ``guards`` names the sensitive span a guard stop protects."""
+
     at_ms: float
     action: Literal["start", "stop"]
     reason: str
+    guards: str | None = None
 
 
 Window = tuple[float, float]
@@ -109,12 +112,18 @@ class Plan:
         out: list[ControlAction] = []
         for lo, hi in self.windows(call):
             out.append(ControlAction(float(lo), "start", self._why(lo, sensitive, "after")))
-            out.append(ControlAction(float(hi), "stop", self._why(hi, sensitive, "before")))
+            label = self._guarded(hi, sensitive)
+            reason = f"PCI guard: before {label}" if label else "call flow"
+            out.append(ControlAction(float(hi), "stop", reason, label))
         return out
 
     @staticmethod
+    def _guarded(t: float, spans: list[tuple[float, float, str]]) -> str | None:
+        return next((label for lo, _, label in spans if t == lo), None)
+
+    @staticmethod
     def _why(t: float, spans: list[tuple[float, float, str]], side: str) -> str:
-        for lo, hi, label in spans:
-            if (side == "before" and t == lo) or (side == "after" and t == hi):
+        for _, hi, label in spans:
+            if t == hi:
                 return f"PCI guard: {side} {label}"
         return "call flow"

@@ -23,7 +23,7 @@ import concurrent.futures
 import hashlib
 import uuid
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -48,6 +48,7 @@ from mgsim.media._base import Wire
 from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
 from mgsim.sim.call import Call
+from mgsim.sim.masking import silence
 from mgsim.sim.plans import ControlAction, Plan
 from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine, Utterance
@@ -91,7 +92,9 @@ class Scenario:
     """What to run. ``params`` are the namespace parameters sent with start-streaming (and
     the platform is set up to match them); ``control_latency_ms`` and ``faults`` make the
     simulated gateway slow or flaky; ``confirm_stop`` uses the PCI-safe stop (retried until
-    confirmed, failing closed after ``stop_within_ms``, by default the plan's margin)."""
+    confirmed within ``stop_within_ms``, by default the plan's margin before a span); with
+    ``fail_closed``, a stop that is not confirmed in time makes the integration mask the
+    audio at the source until the guard's next start (see :mod:`mgsim.sim.masking`)."""
 
     call: Call
     namespace: Namespace = "siprec"
@@ -103,6 +106,7 @@ class Scenario:
     control_jitter_ms: float = 0.0
     faults: Faults | None = None
     confirm_stop: bool = True
+    fail_closed: bool = True
     stop_within_ms: float | None = None
     seed: int = 0
     realtime: bool = False
@@ -161,6 +165,7 @@ class ActionRecord:
     confirmed: bool
     detail: str
     done_ms: float
+    masked_until_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -229,6 +234,7 @@ class ScenarioResult:
                     "confirmed": a.confirmed,
                     "detail": a.detail,
                     "done_ms": a.done_ms,
+                    "masked_until_ms": a.masked_until_ms,
                 }
                 for a in self.actions
             ],
@@ -295,12 +301,18 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     records: list[ActionRecord] = []
     # Media ties break in favour of control actions planned for the same instant.
     epsilon = 1e-6
+    actions = sc.plan.actions(sc.call)
+    mask: list[tuple[float, float]] = []  # fail-closed windows (ms) of audio masked at source
+    confirmed_at: dict[int, float] = {}  # stop action index -> when its confirmation came
+    masked: dict[int, tuple[float, float]] = {}
 
     async with AsyncClient(simulator=sim, retry=RetryPolicy()) as client:
 
         async def media() -> None:
             for wire in sc.wires():
                 await clock.sleep_until(wire.at_ms / 1000.0 + epsilon)
+                if any(lo <= wire.at_ms < hi for lo, hi in mask):
+                    wire = silence(sc.namespace, wire)
                 session.feed(wire)
             session.close()  # the transport ends with the media (a SIPREC BYE completes)
 
@@ -309,9 +321,26 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             # start, a Connect Lambda once media streaming began): never before media opens.
             while session.call is None and clock.now() * 1000.0 < sc.call.duration_ms:
                 await clock.asleep(0.02)
-            for action in actions:
+            for i, action in enumerate(actions):
                 await clock.sleep_until(action.at_ms / 1000.0)
-                records.append(await _act(action))
+                record = await _act(action)
+                if record.confirmed and action.action == "stop":
+                    confirmed_at[i] = clock.now() * 1000.0
+                records.append(record)
+
+        async def watchdog(i: int, action: ControlAction) -> None:
+            # PCI-safe integrations keep each guard's deadline on the clock, independent of
+            # requests still in flight: if the stop is not confirmed when the sensitive
+            # moment arrives, the audio is masked at the source until the plan's restart.
+            deadline = action.at_ms + within_s
+            await clock.sleep_until(deadline / 1000.0)
+            if i not in confirmed_at:
+                until = next(
+                    (a.at_ms for a in actions[i + 1 :] if a.action == "start"),
+                    sc.call.duration_ms,
+                )
+                mask.append((deadline, until))
+                masked[i] = (deadline, until)
 
         async def _act(action: ControlAction) -> ActionRecord:
             try:
@@ -345,6 +374,8 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             except MgsimError as exc:
                 if action.action == "stop" and guid in sim.gateway.ended:
                     return _record(action, True, "call had ended")
+                if action.action == "start" and getattr(exc, "code", "") == "409-201":
+                    return _record(action, True, "already streaming")
                 return _record(action, False, f"{type(exc).__name__}: {exc}")
 
         def _record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
@@ -357,7 +388,22 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
                 round(clock.now() * 1000.0, 3),
             )
 
-        await asyncio.gather(media(), control(sc.plan.actions(sc.call)))
+        guards = [
+            watchdog(i, a)
+            for i, a in enumerate(actions)
+            if a.action == "stop" and a.guards and sc.confirm_stop and sc.fail_closed
+        ]
+        await asyncio.gather(media(), control(actions), *guards)
+        for i, (lo, hi) in masked.items():
+            rec = records[i]
+            late = " (confirmed too late)" if rec.confirmed else ""
+            records[i] = replace(
+                rec,
+                confirmed=False,
+                detail=f"{rec.detail}{late}; audio masked at the source from {lo / 1000:.2f} s "
+                f"to {hi / 1000:.2f} s (fail closed)",
+                masked_until_ms=hi,
+            )
         call = session.call
         journal = client.journal
 
