@@ -164,3 +164,31 @@ def test_guids_have_each_platform_form() -> None:
 
     for namespace in NAMESPACES:
         check_guid(namespace, guid_for(namespace, "anything"))
+
+
+def test_fragment_number_backlog_is_transcribed(calls: dict[str, Call]) -> None:
+    """Audio from before the start, replayed by a FRAGMENT_NUMBER reader, is transcribed."""
+    from mgsim.clock import VirtualClock
+    from mgsim.gateway import Gateway, StartParams
+    from mgsim.media import kvs
+    from mgsim.sim.play import play
+    from mgsim.speech.engine import ScriptEngine
+
+    call = calls["card_payment"].truncated(12000)
+    guid = guid_for("amazonconnect", call.call_id)
+    arn = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/mgsim-replay/1767603600000"
+    gw = Gateway(VirtualClock())
+    gw.transcription.attach(guid, ScriptEngine(call.words))
+
+    def start() -> None:
+        first = gw.kvs.get(arn).fragments[0].number
+        body = {"amazonConnectParams": {"streamArn": arn, "startSelectorType": "FRAGMENT_NUMBER",
+                                        "afterFragmentNumber": first}}
+        gw.start("amazonconnect", guid, StartParams("c", "a", body=body))
+
+    wires = kvs.encode(call.audio, guid=guid, stream_arn=arn, fragment_ms=1000)
+    play(gw, "amazonconnect", wires, {8000.0: start, 11000.0: lambda: gw.stop("amazonconnect", guid)},
+         session_options={"stream_arn": arn})
+    words = [w for u in gw.transcription.utterances(guid) for w in u.words]
+    assert words and min(w.start_ms for w in words) < 2000  # replayed from the second fragment
+    assert gw.ended[guid].segments[0].transcripts["agent"] > 0

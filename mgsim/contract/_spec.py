@@ -11,9 +11,6 @@ from typing import Any
 
 import fastjsonschema
 import yaml
-from jsonschema import Draft4Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT4
 
 from mgsim.errors import MgsimError
 
@@ -48,7 +45,13 @@ def load_spec() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator(schema_name: str) -> Draft4Validator:
+def _validator(schema_name: str) -> Any:
+    # Imported here: jsonschema loads its optional format checkers at import, which costs
+    # seconds, and it is only needed to explain a body that is already known to be invalid.
+    from jsonschema import Draft4Validator
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT4
+
     spec = load_spec()
     if schema_name not in spec["components"]["schemas"]:
         raise KeyError(f"no schema {schema_name!r} in the contract")

@@ -296,13 +296,15 @@ class Gateway:
             status=status,
         )
         call.segments.append(seg)
+        # Snapshot for transcription first: a media binding may replay audio from before the
+        # start (Kinesis FRAGMENT_NUMBER), and that audio belongs to this segment.
+        self.transcription.segment_started(call, seg)
         if call.media is not None:
             try:
                 call.media.started(call, seg)
             except BaseException:
                 call.segments.pop()
                 raise
-        self.transcription.segment_started(call, seg)
         return seg
 
     def stop(self, namespace: str, guid: str) -> Segment:
