@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Re-execute the numbered notebooks and save them with their outputs, deterministically.
+
+    .venv/bin/python scripts/run-notebooks.py                 # every notebooks/NN_*.ipynb
+    .venv/bin/python scripts/run-notebooks.py 03_pci_windows  # some of them
+    .venv/bin/python scripts/run-notebooks.py --images        # also docs/img/*.png
+
+The kernel runs this interpreter's environment with sandbox credentials and base URLs
+removed from its environment, so saved outputs never depend on (or show) them. What a run
+leaves that changes from one run to the next is dropped before saving: execution timing
+metadata, widget state and widget view ids (a saved widget shows its text form). Running
+twice gives byte-identical files; ``--check`` exits 1 if a notebook would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+IMAGES = ROOT / "docs" / "img"
+# Never let credentials or a remote gateway leak into saved outputs.
+SCRUBBED_ENV = ("ASAPP_API_ID", "ASAPP_API_SECRET", "MGSIM_BASE_URL", "MGSIM_SANDBOX_URL")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb.metadata.pop("widgets", None)
+    nb.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    # Only the language name: the patch version of Python is not part of the story.
+    nb.metadata["language_info"] = {"name": "python"}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("ExecuteTime", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data is not None and WIDGET_VIEW in data and "text/plain" in data:
+                del data[WIDGET_VIEW]
+    return nb
+
+
+def run(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float]:
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    # The kernelspec runs "python": make that this interpreter.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONHASHSEED"] = "0"
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+            record_timing=False,
+            store_widget_state=False,
+        )
+        started = time.perf_counter()
+        client.execute()
+        elapsed = time.perf_counter() - started
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return _clean(nb), elapsed
+
+
+def images() -> None:
+    """docs/img/timeline.png and docs/img/run_panel.png for the README."""
+    sys.path.insert(0, str(ROOT))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mgsim.lab import Plan, RunPanel, Scenario, load_sample, run_scenario, timeline
+    from mgsim.lab.snapshot import panel_snapshot
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    call = load_sample("card_payment")
+    result = run_scenario(Scenario(call, "twilio", Plan("guard", 0, 1000), control_latency_ms=400))
+    meta = {"Software": None}
+    timeline(result).savefig(IMAGES / "timeline.png", dpi=100, bbox_inches="tight", metadata=meta)
+    panel = RunPanel("card_payment", namespace="twilio", margin_before_ms=0, latency_ms=400)
+    panel.run()
+    panel_snapshot(panel).savefig(IMAGES / "run_panel.png", dpi=100, metadata=meta)
+    print(f"wrote {IMAGES / 'timeline.png'} and {IMAGES / 'run_panel.png'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="notebook names (default: all NN_*.ipynb)")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds per cell")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a notebook would change")
+    parser.add_argument("--images", action="store_true", help="also write docs/img/*.png")
+    args = parser.parse_args()
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if args.names:
+        wanted = {n.removesuffix(".ipynb") for n in args.names}
+        paths = [p for p in paths if p.stem in wanted]
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            parser.error(f"no such notebook: {', '.join(sorted(missing))}")
+    changed = []
+    total = 0.0
+    for path in paths:
+        before = path.read_text(encoding="utf-8")
+        nb, elapsed = run(path, args.timeout)
+        total += elapsed
+        after = nbformat.writes(copy.deepcopy(nb)) + "\n"  # type: ignore[no-untyped-call]
+        if after != before:
+            changed.append(path.name)
+            if not args.check:
+                path.write_text(after, encoding="utf-8")
+        print(f"{path.name:32} {elapsed:6.1f} s{'  (changed)' if after != before else ''}")
+    print(f"{'total':32} {total:6.1f} s")
+    if args.images:
+        images()
+    if args.check and changed:
+        print("would change: " + ", ".join(changed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""mgsim.lab: tables, plots, panels and audio, on known scenarios."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import pytest
+from matplotlib import _pylab_helpers
+from matplotlib.figure import Figure
+
+import mgsim.lab as lab
+from mgsim.lab import (
+    ControlPanel,
+    Faults,
+    Plan,
+    RunPanel,
+    Scenario,
+    ScenarioResult,
+    actions_table,
+    compare_plot,
+    journal_table,
+    leaks_table,
+    load_sample,
+    mask_runs,
+    panel_snapshot,
+    run_scenario,
+    segments_table,
+    summary_table,
+    timeline,
+    utterances_table,
+    wav_bytes,
+    windows_table,
+)
+from mgsim.lab.tables import (
+    JOURNAL_COLUMNS,
+    LEAK_COLUMNS,
+    SEGMENT_COLUMNS,
+    SUMMARY_COLUMNS,
+    UTTERANCE_COLUMNS,
+)
+from mgsim.sim.call import list_samples
+
+CALL = load_sample("card_payment")
+
+
+@pytest.fixture(scope="module")
+def guard() -> ScenarioResult:
+    """The guard that holds: no sensitive word reaches transcription."""
+    return run_scenario(Scenario(CALL, "twilio", Plan("guard")))
+
+
+@pytest.fixture(scope="module")
+def leaky() -> ScenarioResult:
+    """No margin, 400 ms latency, no fail-closed step: the first word of each span leaks."""
+    return run_scenario(
+        Scenario(CALL, "twilio", Plan("guard", 0, 1000), control_latency_ms=400, fail_closed=False)
+    )
+
+
+@pytest.fixture(scope="module")
+def whole() -> ScenarioResult:
+    return run_scenario(Scenario(CALL, "twilio", Plan("whole")))
+
+
+def _gids(fig: Figure, gid: str) -> int:
+    return sum(1 for ax in fig.axes for p in ax.patches if p.get_gid() == gid)
+
+
+# -- package --------------------------------------------------------------------------------
+
+
+def test_all_names_resolve() -> None:
+    assert sorted(lab.__all__) == sorted(set(lab.__all__))
+    for name in lab.__all__:
+        assert getattr(lab, name) is not None
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def test_journal_table_shows_the_429_schedule() -> None:
+    from mgsim.client import Client
+    from mgsim.errors import RateLimitError
+    from mgsim.server.config import SimulatorConfig
+    from mgsim.simulator import Simulator
+
+    guid = "CA" + "0" * 32
+    config = SimulatorConfig(seed=3, faults=Faults(rate_429=0.5))
+    with Simulator(config, virtual=True) as sim, Client(simulator=sim) as client:
+        client.open_call("twilio", guid)
+        with pytest.raises(RateLimitError):
+            client.start_streaming("twilio", guid, "c", "a")
+        table = journal_table(client)
+    assert list(table.columns) == list(JOURNAL_COLUMNS)
+    starts = table[table["endpoint"] == "start-streaming"]
+    assert starts["status"].tolist() == [429, 429, 429, 429]
+    assert starts["attempt"].tolist() == [1, 2, 3, 4]
+    assert starts["wait_ms"].tolist()[1:] == [1000.0, 2000.0, 4000.0]
+    assert starts["t_ms"].tolist() == [0.0, 1000.0, 3000.0, 7000.0]
+
+
+def test_journal_table_counts_confirmed_stop_retries_as_waits() -> None:
+    result = run_scenario(
+        Scenario(CALL, "twilio", Plan("guard"), faults=Faults(rate_503=0.3), seed=7)
+    )
+    table = journal_table(result)
+    stops = table[(table["endpoint"] == "stop-streaming") & table["wait_ms"].notna()]
+    assert len(stops) > 0
+    assert set(stops["wait_ms"]) <= {250.0, 500.0, 1000.0}
+
+
+def test_segments_table(guard: ScenarioResult) -> None:
+    table = segments_table(guard)
+    assert list(table.columns) == list(SEGMENT_COLUMNS)
+    customer = table[table["role"] == "customer"]
+    assert customer["segment"].tolist() == [0, 1, 2, 3]
+    assert customer["start_ms"].tolist() == [400.0, 27560.0, 32782.0, 37492.0]
+    assert customer["stop_ms"].tolist() == [19230.0, 28863.0, 33856.0, 51753.0]
+    assert (customer["status"] == 1000).all()
+    assert customer["transcripts"].sum() == 4
+
+
+def test_windows_and_mask_runs(guard: ScenarioResult) -> None:
+    table = windows_table(guard)
+    customer = table[table["role"] == "customer"]
+    assert len(customer) == 4
+    assert (customer["duration_ms"] == customer["end_ms"] - customer["start_ms"]).all()
+    # No streamed stretch overlaps a sensitive span.
+    for span in CALL.sensitive:
+        overlap = (customer["start_ms"] < span.end_ms) & (customer["end_ms"] > span.start_ms)
+        assert not overlap.any()
+
+
+@pytest.mark.parametrize(
+    ("mask", "runs"),
+    [
+        ([], []),
+        ([True] * 8, [(0.0, 1.0)]),
+        ([False] * 8 + [True] * 16 + [False] * 8 + [True] * 8, [(1.0, 3.0), (4.0, 5.0)]),
+    ],
+)
+def test_mask_runs(mask: list[bool], runs: list[tuple[float, float]]) -> None:
+    assert mask_runs(np.array(mask, dtype=bool)) == runs
+
+
+@pytest.mark.parametrize(("fixture", "sensitive"), [("guard", 0), ("whole", 23), ("leaky", 3)])
+def test_utterances_table(fixture: str, sensitive: int, request: pytest.FixtureRequest) -> None:
+    result: ScenarioResult = request.getfixturevalue(fixture)
+    table = utterances_table(result)
+    assert list(table.columns) == list(UTTERANCE_COLUMNS)
+    assert table["sensitive_words"].sum() == sensitive
+    assert table["start_ms"].is_monotonic_increasing
+    assert len(table) == len(result.utterances)
+
+
+def test_utterances_table_redacts(whole: ScenarioResult) -> None:
+    table = utterances_table(whole)
+    card = table[table["sensitive_words"] >= 16].iloc[0]
+    assert "four five three nine" in card["text"]
+    assert not any(ch.isdigit() for ch in card["redacted_text"])
+    assert "four" not in card["redacted_text"].split()[2:]
+
+
+def test_leaks_table(leaky: ScenarioResult, guard: ScenarioResult) -> None:
+    table = leaks_table(leaky)
+    assert list(table.columns) == list(LEAK_COLUMNS)
+    assert table["label"].tolist() == ["card_number", "expiry", "cvv"]
+    assert table["words"].tolist() == [16, 4, 3]
+    assert table["words_transcribed"].tolist() == [1, 1, 1]
+    assert table["leaked"].tolist() == [True, True, True]
+    assert not leaks_table(guard.report)["leaked"].any()
+
+
+def test_summary_table(guard: ScenarioResult, leaky: ScenarioResult, whole: ScenarioResult) -> None:
+    table = summary_table([guard, leaky, whole])
+    assert list(table.columns) == list(SUMMARY_COLUMNS)
+    assert table["verdict"].tolist() == ["never transcribed", "LEAK", "redacted"]
+    assert table["pci_words_transcribed"].tolist() == [0, 3, 23]
+    assert table["latency_ms"].tolist() == [0.0, 400.0, 0.0]
+    assert table["leaked_labels"].tolist()[1] == "card_number, expiry, cvv"
+    assert len(summary_table(guard)) == 1
+
+
+def test_compare_namespaces_one_row_each() -> None:
+    table = lab.compare_namespaces(CALL, Plan("guard"))
+    assert table["namespace"].tolist() == list(lab.NAMESPACES)
+    assert (table["pci_words_transcribed"] == 0).all()
+    assert (table["utterances"] == 12).all()
+
+
+def test_actions_table(leaky: ScenarioResult) -> None:
+    table = actions_table(leaky)
+    assert table["action"].tolist() == ["start", "stop"] * 4
+    assert (table["lag_ms"] == 400.0).all()
+    assert table["masked_until_ms"].isna().all()
+
+
+def test_actions_table_fail_closed() -> None:
+    result = run_scenario(
+        Scenario(CALL, "twilio", Plan("guard"), faults=Faults(rate_503=0.7), seed=7)
+    )
+    table = actions_table(result)
+    masked = table[table["masked_until_ms"].notna()]
+    assert len(masked) == 2
+    assert (masked["masked_from_ms"] == masked["at_ms"] + 1500.0).all()
+    assert _gids(timeline(result), "masked") == 2 * len(masked)  # both lanes
+
+
+# -- plots ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", [p.stem for p in list_samples()])
+def test_timeline_of_a_call_shades_each_sensitive_span(sample: str) -> None:
+    call = load_sample(sample)
+    fig = timeline(call)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    assert _gids(fig, "sensitive") == len(call.sensitive)
+    assert _gids(fig, "streaming") == 0
+
+
+@pytest.mark.parametrize("fixture", ["guard", "leaky", "whole"])
+def test_timeline_artists_match_the_tables(fixture: str, request: pytest.FixtureRequest) -> None:
+    result: ScenarioResult = request.getfixturevalue(fixture)
+    fig = timeline(result)
+    leaks = result.leaks
+    assert _gids(fig, "sensitive") == len(CALL.sensitive)
+    assert _gids(fig, "streaming") == len(windows_table(result))
+    assert _gids(fig, "utterance") == len(result.utterances)
+    assert _gids(fig, "leak") == leaks["pci_words_visible"]
+    assert _gids(fig, "transcribed") == leaks["pci_words_transcribed"] - leaks["pci_words_visible"]
+    texts = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "utterance-text"]
+    assert len(texts) == len(result.utterances)
+    assert result.scenario.namespace in fig.get_suptitle()
+
+
+def test_plots_never_touch_pyplot(guard: ScenarioResult) -> None:
+    before = _pylab_helpers.Gcf.get_num_fig_managers()
+    timeline(guard)
+    compare_plot([guard])
+    assert _pylab_helpers.Gcf.get_num_fig_managers() == before
+
+
+def test_compare_plot(guard: ScenarioResult, leaky: ScenarioResult) -> None:
+    fig = compare_plot([guard, leaky], labels=["holds", "fails"])
+    assert len(fig.axes) == 2
+    verdicts = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "verdict"]
+    assert verdicts[0].startswith("never transcribed") and verdicts[1].startswith("LEAK")
+    assert _gids(fig, "sensitive") == 2 * len(CALL.sensitive)
+    assert _gids(fig, "leak") == 3
+    with pytest.raises(ValueError):
+        compare_plot([])
+
+
+# -- widgets --------------------------------------------------------------------------------
+
+
+def test_control_panel_clicks_drive_the_journal() -> None:
+    panel = ControlPanel(namespace="twilio")
+    try:
+        assert len(panel.click_open()) == 1
+        table = panel.click_start()
+        assert table["endpoint"].tolist() == ["calls", "start-streaming"]
+        assert "ok" in panel.status.value
+        table = panel.click_start()
+        assert table["code"].tolist()[-1] == "409-201"
+        assert "ConflictError" in panel.status.value
+        assert "409-201" in panel.journal.value
+        table = panel.click_stop()
+        assert table["status"].tolist() == [201, 200, 409, 200]
+        assert panel.last.customer.summary is not None
+        panel.click_hang_up()
+        assert len(panel.journal_frame()) == 5
+        assert "5 requests" in panel._repr_mimebundle_()["text/plain"]
+    finally:
+        panel.close()
+
+
+@pytest.mark.parametrize(
+    ("namespace", "key"),
+    [
+        ("siprec", "siprecParams"),
+        ("twilio", "twilioParams"),
+        ("amazonconnect", "amazonConnectParams"),
+        ("genesysaudiohook", None),
+    ],
+)
+def test_control_panel_namespace_switch(namespace: str, key: str | None) -> None:
+    panel = ControlPanel(namespace="twilio")
+    try:
+        panel.namespace.value = namespace
+        assert panel.guid.value == ControlPanel.default_guid(namespace)
+        params = panel.params()
+        assert (params.to_body() if params else {}).keys() == ({key} if key else set())
+        panel.click_open()
+        panel.click_start()
+        assert panel.journal_frame()["status"].tolist() == [201, 200]
+    finally:
+        panel.close()
+
+
+def test_run_panel_run_shows_the_result() -> None:
+    panel = RunPanel("card_payment", margin_before_ms=0, latency_ms=400, fail_closed=False)
+    result = panel.run()
+    assert result is panel.result
+    assert result.leaks["pci_words_visible"] == 3
+    assert bytes(panel.plot.value).startswith(b"\x89PNG")
+    assert panel.progress.value == panel.STEPS
+    assert "LEAK" in panel.summary.value
+    assert "card_number" in panel.leaks.value
+    lines = panel.transcript_lines(result)
+    assert [line["sensitive"] for line in lines].count("shown") == 3
+    assert "LEAK" in panel._repr_mimebundle_()["text/plain"]
+    assert isinstance(panel_snapshot(panel), Figure)
+
+
+def test_run_panel_set_and_auto_run() -> None:
+    panel = RunPanel("card_payment", auto_run=False)
+    panel.set(namespace="siprec", margin_before_ms=600, fail_closed=False)
+    assert panel.result is None  # set() never runs
+    sc = panel.scenario()
+    assert (sc.namespace, sc.plan.margin_before_ms, sc.fail_closed) == ("siprec", 600.0, False)
+    with pytest.raises(TypeError):
+        panel.set(margin=1)
+    panel.auto_run = True
+    panel.plan.value = "whole"
+    assert panel.result is not None and panel.result.scenario.plan.kind == "whole"
+    assert panel.result.leaks["pci_words_transcribed"] == 23
+
+
+# -- audio ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "channels"), [("customer", 1), ("agent", 1), ("stereo", 2)])
+def test_wav_bytes(role: str, channels: int) -> None:
+    data = wav_bytes(CALL, role, start_ms=1000, end_ms=3000)  # type: ignore[arg-type]
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (channels, 8000, 2)
+        assert wav.getnframes() == 16000
+        frames = np.frombuffer(wav.readframes(16000), dtype="<i2")
+    expected = CALL.stereo_array()[8000:24000]
+    if role != "stereo":
+        expected = expected[:, 0 if role == "customer" else 1]
+    assert np.array_equal(frames, expected.reshape(-1))
+
+
+def test_wav_bytes_rejects_unknown_roles() -> None:
+    with pytest.raises(ValueError):
+        wav_bytes(CALL, "both")  # type: ignore[arg-type]
+
+
+def test_audio_player() -> None:
+    player = lab.audio_player(CALL, "agent", end_ms=500)
+    assert player.format == "wav" and bytes(player.value)[:4] == b"RIFF" and not player.autoplay
