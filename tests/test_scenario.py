@@ -182,13 +182,23 @@ def test_fragment_number_backlog_is_transcribed(calls: dict[str, Call]) -> None:
 
     def start() -> None:
         first = gw.kvs.get(arn).fragments[0].number
-        body = {"amazonConnectParams": {"streamArn": arn, "startSelectorType": "FRAGMENT_NUMBER",
-                                        "afterFragmentNumber": first}}
+        body = {
+            "amazonConnectParams": {
+                "streamArn": arn,
+                "startSelectorType": "FRAGMENT_NUMBER",
+                "afterFragmentNumber": first,
+            }
+        }
         gw.start("amazonconnect", guid, StartParams("c", "a", body=body))
 
     wires = kvs.encode(call.audio, guid=guid, stream_arn=arn, fragment_ms=1000)
-    play(gw, "amazonconnect", wires, {8000.0: start, 11000.0: lambda: gw.stop("amazonconnect", guid)},
-         session_options={"stream_arn": arn})
+    play(
+        gw,
+        "amazonconnect",
+        wires,
+        {8000.0: start, 11000.0: lambda: gw.stop("amazonconnect", guid)},
+        session_options={"stream_arn": arn},
+    )
     words = [w for u in gw.transcription.utterances(guid) for w in u.words]
     assert words and min(w.start_ms for w in words) < 2000  # replayed from the second fragment
     assert gw.ended[guid].segments[0].transcripts["agent"] > 0
