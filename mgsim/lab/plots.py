@@ -194,8 +194,9 @@ def timeline(
             ax.spines[side].set_visible(False)
     axes[-1].set_xlim(lo / 1000.0, hi / 1000.0)
     axes[-1].set_xlabel("seconds from the start of the call")
-    axes[0].legend(handles=_legend(result), loc="lower left",
-                   bbox_to_anchor=(0.0, 1.02), ncol=6, fontsize=8, frameon=False)  # fmt: skip
+    # Below the x axis, so it never collides with the title.
+    axes[-1].legend(handles=_legend(result), loc="upper left",
+                    bbox_to_anchor=(0.0, -0.32), ncol=4, fontsize=8, frameon=False)  # fmt: skip
     target.suptitle(title if title is not None else _title(source), fontsize=11, x=0.01, ha="left")
     root = target.get_figure(root=True)
     assert isinstance(root, Figure)
