@@ -83,23 +83,20 @@ def run(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float]:
 
 
 def images() -> None:
-    """docs/img/timeline.png and docs/img/run_panel.png for the README."""
+    """docs/img/timeline.png for the README (the panel screenshot comes from the browser
+    test: tests/test_browser.py saves test-artifacts/browser-quickstart.png)."""
     sys.path.insert(0, str(ROOT))
     import matplotlib
 
     matplotlib.use("Agg")
-    from mgsim.lab import Plan, RunPanel, Scenario, load_sample, run_scenario, timeline
-    from mgsim.lab.snapshot import panel_snapshot
+    from mgsim.lab import Plan, Scenario, load_sample, run_scenario, timeline
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     call = load_sample("card_payment")
     result = run_scenario(Scenario(call, "twilio", Plan("guard", 0, 1000), control_latency_ms=400))
     meta = {"Software": None}
     timeline(result).savefig(IMAGES / "timeline.png", dpi=100, bbox_inches="tight", metadata=meta)
-    panel = RunPanel("card_payment", namespace="twilio", margin_before_ms=0, latency_ms=400)
-    panel.run()
-    panel_snapshot(panel).savefig(IMAGES / "run_panel.png", dpi=100, metadata=meta)
-    print(f"wrote {IMAGES / 'timeline.png'} and {IMAGES / 'run_panel.png'}")
+    print(f"wrote {IMAGES / 'timeline.png'}")
 
 
 def main() -> int:

@@ -354,3 +354,19 @@ def test_wav_bytes_rejects_unknown_roles() -> None:
 def test_audio_player() -> None:
     player = lab.audio_player(CALL, "agent", end_ms=500)
     assert player.format == "wav" and bytes(player.value)[:4] == b"RIFF" and not player.autoplay
+
+
+def test_control_panel_state_plot_follows_the_requests() -> None:
+    from mgsim.lab.widgets import ControlPanel, streaming_states
+
+    panel = ControlPanel(namespace="siprec")
+    first = panel.plot.value
+    panel.click_open()
+    panel.click_start()
+    after_start = panel.plot.value
+    panel.click_start()  # refused: 409-201
+    frame = panel.click_stop()
+    assert streaming_states(frame) == [False, True, True, False]
+    assert first != after_start != panel.plot.value
+    assert bytes(panel.plot.value).startswith(b"\x89PNG")
+    panel.close()

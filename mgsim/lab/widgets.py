@@ -16,10 +16,12 @@ Panels display themselves when they are a cell's last expression; their widgets 
 from __future__ import annotations
 
 import html
+import io
 from typing import Any
 
 import ipywidgets as w
 import pandas as pd
+from matplotlib.figure import Figure
 
 from mgsim.client import Client
 from mgsim.contract.models import (
@@ -29,7 +31,6 @@ from mgsim.contract.models import (
     SiprecParams,
     TwilioParams,
 )
-from mgsim.errors import MgsimError
 from mgsim.lab.plots import COLORS
 from mgsim.lab.tables import journal_table
 from mgsim.sim.scenario import NAMESPACES, guid_for
@@ -69,6 +70,49 @@ class Panel:
         bundle: dict[str, Any] = dict(self.view._repr_mimebundle_(**kwargs) or {})
         bundle["text/plain"] = self._describe()
         return bundle
+
+
+def streaming_states(frame: pd.DataFrame) -> list[bool]:
+    """Whether the call is streaming after each request of a journal table."""
+    streaming, out = False, []
+    for endpoint, status in zip(frame["endpoint"], frame["status"], strict=True):
+        ok = status is not None and not pd.isna(status) and 200 <= int(status) < 300
+        if ok and str(endpoint).endswith("start-streaming"):
+            streaming = True
+        elif ok and (
+            str(endpoint).endswith("stop-streaming") or "/_sim/v1/calls/" in str(endpoint)
+        ):
+            streaming = False
+        out.append(streaming)
+    return out
+
+
+def state_png(frame: pd.DataFrame) -> bytes:
+    """A small PNG: the call's streaming state after each request, one marker per request
+    (green answered 2xx, red an error)."""
+    fig = Figure(figsize=(6.0, 1.5), dpi=90)
+    ax = fig.subplots()
+    states = streaming_states(frame)
+    xs = list(range(1, len(states) + 1))
+    if xs:
+        ax.step([0, *xs], [0, *map(int, states)], where="post", color=COLORS["streaming"])
+        colors = [
+            COLORS["streaming"]
+            if (s is not None and not pd.isna(s) and int(s) < 300)
+            else COLORS["leak"]
+            for s in frame["status"]
+        ]
+        ax.scatter(xs, list(map(int, states)), c=colors, zorder=3, s=28)
+    ax.set_xlim(0, max(5, len(xs) + 1))
+    ax.set_ylim(-0.3, 1.3)
+    ax.set_yticks([0, 1], ["stopped", "streaming"])
+    ax.set_xlabel("request")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 class ControlPanel(Panel):
@@ -128,6 +172,8 @@ class ControlPanel(Panel):
             button.on_click(lambda _b, act=actions[name]: act())
         self.status = w.HTML(value="")
         self.journal = w.HTML(value="")
+        self.plot = w.Image(format="png", layout=w.Layout(width="560px"))
+        self.plot.add_class("mgsim-control-plot")
         self.namespace.observe(self._namespace_changed, names="value")
         self._params_box = w.VBox([])
         self._namespace_changed(None)
@@ -138,8 +184,11 @@ class ControlPanel(Panel):
             self._params_box,
             w.HBox(list(self.buttons.values())),
             self.status,
+            self.plot,
             self.journal,
         ])  # fmt: skip
+        self.view.add_class("mgsim-control-panel")
+        self.refresh()
 
     @staticmethod
     def default_guid(namespace: str) -> str:
@@ -175,7 +224,7 @@ class ControlPanel(Panel):
         try:
             self.last = action()
             self.status.value = f"<b>{html.escape(label)}</b>: ok"
-        except MgsimError as exc:
+        except Exception as exc:  # shown in the panel: a click must never fail silently
             self.last = exc
             self.status.value = (
                 f"<b>{html.escape(label)}</b>: <span style='color:{COLORS['leak']}'>"
@@ -218,9 +267,10 @@ class ControlPanel(Panel):
         return journal_table(self.client)
 
     def refresh(self) -> pd.DataFrame:
-        """Redraw the journal table; returns it."""
+        """Redraw the journal table and the state plot; returns the table."""
         frame = self.journal_frame()
         self.journal.value = html_table(frame[JOURNAL_VIEW_COLUMNS])
+        self.plot.value = state_png(frame)
         return frame
 
     def close(self) -> None:

@@ -1,0 +1,161 @@
+"""The quick-start notebook in a real browser: JupyterLab on loopback, Debian's Chromium.
+
+Runs the notebook through JupyterLab's menus, then presses the control panel's *start* and
+*stop* buttons and checks that the journal table on the page grows by a start-streaming 200
+and a stop-streaming 200, and that the timeline figure was drawn. A screenshot is left in
+``test-artifacts/browser-quickstart.png``, whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    JupyterLab,
+    NotebookPage,
+    run_jupyterlab,
+    skip_reason,
+    table_rows,
+)
+from conftest import free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+QUICKSTART = "01_quickstart.ipynb"
+SCREENSHOT = ROOT / "test-artifacts" / "browser-quickstart.png"
+
+# Deadlines (the whole test takes about 25 s on two cores).
+LAB_START_S = 30.0
+OPEN_MS = 45_000.0
+RUN_S = 45.0
+CLICK_MS = 10_000.0
+
+_SKIP = skip_reason()
+needs_browser = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+
+
+def code_sources(path: Path) -> list[str]:
+    """The source of each code cell of the notebook at ``path``, in order."""
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def cells_to_run(sources: list[str]) -> int:
+    """How many leading code cells to run so that the control panel stays usable.
+
+    A notebook that ends by closing its panel leaves buttons that can no longer send
+    anything; such a closing cell (and what follows it) is left out of the run.
+    """
+    for index, source in enumerate(sources):
+        if re.search(r"^\s*panel\.close\(\)", source, re.MULTILINE):
+            return index
+    return len(sources)
+
+
+@pytest.mark.parametrize(
+    ("sources", "expected"),
+    [
+        (["a = 1", "panel = ControlPanel()", "panel.close()\nsim.close()"], 2),
+        (["panel = ControlPanel()", "panel"], 2),
+        (["# panel.close() is left for the reader", "x"], 2),
+    ],
+)
+def test_cells_to_run(sources: list[str], expected: int) -> None:
+    assert cells_to_run(sources) == expected
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[JupyterLab]:
+    with run_jupyterlab(NOTEBOOKS, tmp_path, free_port(), startup_timeout=LAB_START_S) as server:
+        yield server
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), timeout=30_000
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            context.set_default_timeout(CLICK_MS)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def journal_after_click(panel: Locator, button: str, rows: int) -> list[dict[str, str]]:
+    """Click ``button`` and return the journal table once it has ``rows`` rows."""
+    from playwright.sync_api import expect
+
+    journal = panel.locator("table.mgsim-table")
+    panel.get_by_role("button", name=button, exact=True).click(timeout=CLICK_MS)
+    expect(journal.locator("tbody tr")).to_have_count(rows, timeout=CLICK_MS)
+    return table_rows(journal)
+
+
+@needs_browser
+@pytest.mark.socket
+@pytest.mark.slow
+def test_quickstart_control_panel(lab: JupyterLab, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    sources = code_sources(NOTEBOOKS / QUICKSTART)
+    to_run = cells_to_run(sources)
+    nb = NotebookPage(page)
+    figures = page.locator('.jp-OutputArea-output img[src^="data:image/png"]')
+    start_buttons = page.get_by_role("button", name="start", exact=True)
+    try:
+        nb.open(lab, QUICKSTART, len(sources), OPEN_MS)
+        nb.menu("Edit", "editmenu:clear-all")
+        expect(figures).to_have_count(0)
+        assert nb.execution().numbered == 0
+
+        if to_run == len(sources):
+            nb.menu("Run", "runmenu:run-all")
+        else:
+            nb.select_cell(nb.code_cells().nth(to_run))
+            nb.menu("Run", "notebook:run-all-above")
+        done = nb.wait_executed(to_run, RUN_S)
+        assert done.errors == []
+        assert done.numbered == to_run, done.prompts
+
+        # The figure appeared where the cleared outputs had none, and was drawn.
+        expect(figures.first).to_be_visible()
+        widths = figures.evaluate_all("(imgs) => imgs.map((i) => i.naturalWidth)")
+        assert widths and min(widths) > 300
+
+        expect(start_buttons).to_have_count(1)
+        panel = nb.code_cells().filter(has=start_buttons)
+        plot = panel.locator(".mgsim-control-plot")
+        before = table_rows(panel.locator("table.mgsim-table"))
+        plot_before = plot.get_attribute("src")
+        started = journal_after_click(panel, "start", len(before) + 1)
+        plot_started = plot.get_attribute("src")
+        stopped = journal_after_click(panel, "stop", len(before) + 2)
+        plot_stopped = plot.get_attribute("src")
+        panel.scroll_into_view_if_needed()
+    finally:
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
+
+    assert started[: len(before)] == before
+    assert (started[-1]["endpoint"], started[-1]["status"]) == ("start-streaming", "200")
+    assert stopped[: len(started)] == started
+    assert (stopped[-1]["endpoint"], stopped[-1]["status"]) == ("stop-streaming", "200")
+    expect(panel).to_contain_text("stop-streaming: ok")
+    # The panel's state plot was redrawn after each click.
+    assert plot_before and plot_started and plot_stopped
+    assert len({plot_before, plot_started, plot_stopped}) == 3
