@@ -3,6 +3,7 @@
 ::
 
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
+                [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
                 [--margin-ms N] [--latency-ms N] [--json]
     mgsim demo  [--json]
@@ -39,6 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     from mgsim.simulator import Simulator
 
     overrides: dict[str, object] = {"seed": args.seed}
+    overrides["sip_port"] = None if args.no_sip else args.sip_port
+    overrides["rtp_ports"] = _port_range(args.rtp_ports) if args.rtp_ports else None
     if args.no_limits:
         overrides.update(spike_arrest_per_s=None, daily_quota=None)
     else:
@@ -49,12 +52,22 @@ def _serve(args: argparse.Namespace) -> int:
             f"refusing to listen on {args.host} with the default local credentials: set "
             "MGSIM_API_ID and MGSIM_API_SECRET, or bind 127.0.0.1"
         )
+    if not _is_loopback(args.host) and config.uses_default_audiohook_secret:
+        raise ConfigError(
+            f"refusing to listen on {args.host} with the default AudioHook key: set "
+            "MGSIM_AUDIOHOOK_API_KEY and MGSIM_AUDIOHOOK_CLIENT_SECRET, or bind 127.0.0.1"
+        )
     sim = Simulator(config)
     print(
         f"mgsim {__version__}: simulated AutoTranscribe Media Gateway on "
         f"http://{args.host}:{args.port} (contract at /openapi.yaml)",
         file=sys.stderr,
     )
+    if config.sip_port:
+        sip = f"{config.media_host}:{config.sip_port}"
+        print(f"SIPREC: SIP on {sip} (UDP and TCP)", file=sys.stderr)
+    elif config.sip_port == 0:
+        print("SIPREC: SIP on a free port (GET /_sim/v1/media/stats names it)", file=sys.stderr)
     uvicorn.run(
         sim.app,
         host=args.host,
@@ -63,8 +76,16 @@ def _serve(args: argparse.Namespace) -> int:
         # Access lines would carry the Twilio media token in WebSocket paths; mgsim logs its
         # own events instead.
         access_log=False,
+        ws_max_size=1 << 20,  # decoders refuse over 64 kB with their own close codes
     )
     return 0
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise ConfigError(f"--rtp-ports wants LOW-HIGH, got {text!r}")
+    return int(low), int(high)
 
 
 def _load_call(audio: str) -> Any:
@@ -114,7 +135,7 @@ def _print_call(result: Any) -> None:
     )
     print()
     for a in result.actions:
-        mark = "ok " if a.confirmed else "FAILED"
+        mark = "ok " if a.confirmed else ("MASKED" if a.masked_until_ms else "FAILED")
         print(f"  {a.at_ms / 1000:7.2f} s  {a.action:5}  {mark:6}  {a.reason}  ({a.detail})")
     print()
     for row in result.utterance_rows():
@@ -226,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-limits",
         action="store_true",
         help="switch spike arrest and the daily quota off (benchmarks)",
+    )
+    serve.add_argument(
+        "--sip-port",
+        type=int,
+        default=0,
+        help="SIP port for SIPREC, UDP and TCP, e.g. 5060 (default 0: any free port, "
+        "shown by GET /_sim/v1/media/stats)",
+    )
+    serve.add_argument("--no-sip", action="store_true", help="do not listen for SIPREC")
+    serve.add_argument(
+        "--rtp-ports",
+        default=None,
+        metavar="LOW-HIGH",
+        help="UDP port range for RTP (default: any free ports)",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

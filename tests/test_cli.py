@@ -33,8 +33,11 @@ def test_call_with_latency_and_no_margin_reports_a_leak(capsys: pytest.CaptureFi
         "--latency-ms",
         "400",
     ]
-    assert main(argv) == 0
+    assert main([*argv, "--naive-stop"]) == 0
     assert "LEAK" in capsys.readouterr().out
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "MASKED" in out and "fail closed" in out and "no card data visible" in out
 
 
 def test_demo_compares_the_four_platforms(capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,7 +73,7 @@ def test_schemathesis_finds_no_5xx_and_no_contract_violation(tmp_path: Path) -> 
                 "--checks",
                 CHECKS,
                 "--max-examples",
-                "80",
+                "150",
                 "--seed",
                 "20261123",
                 "-w",

@@ -33,6 +33,8 @@ from mgsim.server.config import SimulatorConfig
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
+from mgsim.transports.hub import MediaHub
+from mgsim.transports.routes import media_lifespan, media_routes
 
 __all__ = ["ServerState", "create_app"]
 
@@ -358,7 +360,14 @@ def create_app(
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_get, vendor=False), methods=["GET"]),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]),
         Route("/openapi.yaml", _openapi, methods=["GET"]),
+        # Real media transports: Twilio/AudioHook WebSockets, Kinesis Video over HTTP.
+        *media_routes(TWILIO_WS_PREFIX, lambda h: _endpoint(h, vendor=False)),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _http_error, 405: _http_error},
+        lifespan=media_lifespan,  # SIP/RTP listeners, under a real server only
+    )
     app.state.mgsim = state
+    app.state.media = MediaHub(state)
     return app

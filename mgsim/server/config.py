@@ -7,12 +7,23 @@ from dataclasses import dataclass, field
 
 from mgsim.errors import ConfigError
 
-__all__ = ["DEFAULT_API_ID", "DEFAULT_API_SECRET", "Faults", "SimulatorConfig"]
+__all__ = [
+    "DEFAULT_API_ID",
+    "DEFAULT_API_SECRET",
+    "DEFAULT_AUDIOHOOK_API_KEY",
+    "DEFAULT_AUDIOHOOK_CLIENT_SECRET",
+    "Faults",
+    "SimulatorConfig",
+]
 
 DEFAULT_API_ID = "mgsim-local"
 """Credentials a fresh simulator accepts when none are configured. For loopback use only:
 ``mgsim serve`` refuses to listen beyond 127.0.0.1 while these are in force."""
 DEFAULT_API_SECRET = "mgsim-local-secret"
+DEFAULT_AUDIOHOOK_API_KEY = "mgsim-local-audiohook-key"
+"""The AudioHook API key (``X-API-KEY`` and signature ``keyid``) accepted by default."""
+DEFAULT_AUDIOHOOK_CLIENT_SECRET = "bWdzaW0tbG9jYWwtYXVkaW9ob29rLWNsaWVudC1zZWNyZXQ="
+"""The base64 AudioHook client secret (HMAC key of the upgrade signature) by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,15 @@ class SimulatorConfig:
     twilio_url_ttl_s: float = 300.0
     seed: int | None = None
     faults: Faults = field(default_factory=Faults)
+    sip_port: int | None = None
+    """UDP and TCP port of the SIP listener (0: any free port); None: no SIP listener. The
+    listeners run only under a real ASGI server (its lifespan), never in-process."""
+    media_host: str = "127.0.0.1"
+    """Address the SIP and RTP sockets bind (and the SDP answer names)."""
+    rtp_ports: tuple[int, int] | None = None
+    """Inclusive range of UDP ports for RTP (two per SIPREC call); None: any free ports."""
+    audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
+    audiohook_client_secret: str = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
 
     def __post_init__(self) -> None:
         if not self.api_id or not self.api_secret:
@@ -70,17 +90,37 @@ class SimulatorConfig:
             raise ConfigError("daily_quota must be >= 1 (or None to switch it off)")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if self.sip_port is not None and not 0 <= self.sip_port <= 65535:
+            raise ConfigError("sip_port must be a port number (0: any free port)")
+        if self.rtp_ports is not None:
+            low, high = self.rtp_ports
+            if not 1024 <= low < high <= 65535:
+                raise ConfigError("rtp_ports must be a range (low, high) within 1024..65535")
+        if not self.audiohook_api_key or not self.audiohook_client_secret:
+            raise ConfigError("the AudioHook API key and client secret must not be empty")
 
     @property
     def uses_default_credentials(self) -> bool:
         return self.api_id == DEFAULT_API_ID or self.api_secret == DEFAULT_API_SECRET
 
+    @property
+    def uses_default_audiohook_secret(self) -> bool:
+        return (
+            self.audiohook_api_key == DEFAULT_AUDIOHOOK_API_KEY
+            or self.audiohook_client_secret == DEFAULT_AUDIOHOOK_CLIENT_SECRET
+        )
+
     @classmethod
     def from_env(cls, **overrides: object) -> SimulatorConfig:
-        """Read ``MGSIM_API_ID`` / ``MGSIM_API_SECRET`` (falling back to the local defaults)."""
+        """Read ``MGSIM_API_ID`` / ``MGSIM_API_SECRET`` and ``MGSIM_AUDIOHOOK_API_KEY`` /
+        ``MGSIM_AUDIOHOOK_CLIENT_SECRET`` (falling back to the local defaults)."""
         values: dict[str, object] = {
             "api_id": os.environ.get("MGSIM_API_ID") or DEFAULT_API_ID,
             "api_secret": os.environ.get("MGSIM_API_SECRET") or DEFAULT_API_SECRET,
+            "audiohook_api_key": os.environ.get("MGSIM_AUDIOHOOK_API_KEY")
+            or DEFAULT_AUDIOHOOK_API_KEY,
+            "audiohook_client_secret": os.environ.get("MGSIM_AUDIOHOOK_CLIENT_SECRET")
+            or DEFAULT_AUDIOHOOK_CLIENT_SECRET,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,192 @@
+"""The server side of every real transport: one :class:`MediaHub` per app.
+
+Each WebSocket, SIP dialog or Kinesis producer gets a :class:`Feeder`: a
+:class:`~mgsim.gateway.sessions.MediaSession` plus what the socket layer adds to it —
+the media time of each message (milliseconds since the session began, by the gateway's
+clock), counting of refused messages in ``ServerState.counters`` and frame lateness.
+
+Everything here runs on the app's event loop: the gateway is not thread-safe, and every
+socket callback and request handler is a coroutine or callback of that one loop.
+
+Counter keys (in ``app.state.mgsim.counters``)::
+
+    media.<namespace>.sessions           sessions opened
+    media.<namespace>.error.<reason>     messages a decoder refused, by MediaError reason
+    media.<namespace>.rejected.<reason>  connections refused before any media (token,
+                                         signature, ...)
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from mgsim.gateway.sessions import MediaSession, is_media, open_media_session
+from mgsim.media._base import Reply, Wire
+from mgsim.transports.metrics import LatenessHistogram, SessionLateness
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from mgsim.clock import Clock
+    from mgsim.gateway.calls import CallState, Gateway
+    from mgsim.server.app import ServerState
+    from mgsim.transports.sip import SipServer
+
+__all__ = ["Feeder", "MediaHub", "hub_of"]
+
+_KEEP_SESSIONS = 4096  # sessions remembered by guid after they end (for inspection)
+
+
+class Feeder:
+    """One media session fed from a socket.
+
+    ``quantum_ms`` rounds each message's media time to that grid, and with
+    ``clock_from_media`` media time starts at the first media message (messages before it
+    are at 0). SIPREC uses both, with the packet time (20 ms): an RTP stream is anchored
+    where its first packet arrives, so the session's clock starts with the first packet
+    (not with the INVITE, however long the SIP exchange took) and jitter below half a
+    packet cannot shift one stream against the other.
+    """
+
+    def __init__(
+        self,
+        hub: MediaHub,
+        namespace: str,
+        session: MediaSession,
+        *,
+        quantum_ms: float = 0.0,
+        clock_from_media: bool = False,
+    ) -> None:
+        self.hub = hub
+        self.namespace = namespace
+        self.session = session
+        self.quantum_ms = quantum_ms
+        self.t0 = hub.clock.now()
+        self._await_media = clock_from_media
+        self._errors = 0
+        self._seen: Counter[str] = Counter()
+        self._lateness = SessionLateness(hub.lateness)
+        self._guid: str | None = None
+
+    def feed(self, channel: str, data: str | bytes) -> list[Reply]:
+        """Feed one message that just arrived on ``channel``; return the replies to send."""
+        now = self.hub.clock.now()
+        media = is_media(self.namespace, Wire(0.0, channel, data))
+        if self._await_media:
+            if not media:
+                return self._feed(Wire(0.0, channel, data), False, 0.0)
+            self._await_media = False
+            self.t0 = now
+        arrival_ms = (now - self.t0) * 1000.0
+        at_ms = arrival_ms
+        if self.quantum_ms:
+            at_ms = round(arrival_ms / self.quantum_ms) * self.quantum_ms
+        return self._feed(Wire(at_ms, channel, data), media, arrival_ms)
+
+    def _feed(self, wire: Wire, media: bool, arrival_ms: float) -> list[Reply]:
+        session = self.session
+        call = session.call
+        received = call.accounting.received if call is not None else -1
+        replies = session.feed(wire)
+        if sum(session.errors.values()) != self._errors:
+            self._count_errors()
+        call = session.call
+        if call is not None:
+            if call.guid != self._guid:
+                self._guid = call.guid
+                self.hub.remember(call.guid, session)
+            if media and call.accounting.received > received:
+                self._lateness.observe(arrival_ms, _media_end_ms(call))
+        return replies
+
+    def close(self) -> list[Reply]:
+        """The connection ended: close the session (the call hangs up)."""
+        replies = self.session.close()
+        if sum(self.session.errors.values()) != self._errors:
+            self._count_errors()
+        call = self.session.call
+        if call is not None and call.guid != self._guid:
+            self._guid = call.guid
+            self.hub.remember(call.guid, self.session)
+        self.hub.open_sessions.discard(self)
+        return replies
+
+    def _count_errors(self) -> None:
+        for reason, n in self.session.errors.items():
+            for _ in range(n - self._seen[reason]):
+                self.hub.count(f"media.{self.namespace}.error.{reason}")
+            self._seen[reason] = n
+        self._errors = sum(self.session.errors.values())
+
+
+def _media_end_ms(call: CallState) -> float:
+    return max((len(t) for t in call.timelines.values()), default=0) / 8.0
+
+
+class MediaHub:
+    """Transport state of one app (``app.state.media``): open feeders, recent sessions by
+    guid, lateness, the SIP server when one runs, Kinesis producers by stream ARN."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.lateness = LatenessHistogram()
+        self.sessions: OrderedDict[str, MediaSession] = OrderedDict()
+        self.open_sessions: set[Feeder] = set()
+        self.sip: SipServer | None = None
+        self.kvs_producers: dict[str, Feeder] = {}
+
+    @property
+    def clock(self) -> Clock:
+        return self.state.clock
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.state.gateway
+
+    def count(self, key: str) -> None:
+        """Add one to ``ServerState.counters[key]``."""
+        self.state.count(key)
+
+    def open(
+        self,
+        namespace: str,
+        *,
+        quantum_ms: float = 0.0,
+        clock_from_media: bool = False,
+        **options: Any,
+    ) -> Feeder:
+        """A new media session of ``namespace`` on the gateway, wrapped for a socket."""
+        session = open_media_session(self.gateway, namespace, **options)
+        feeder = Feeder(
+            self, namespace, session, quantum_ms=quantum_ms, clock_from_media=clock_from_media
+        )
+        self.open_sessions.add(feeder)
+        self.count(f"media.{namespace}.sessions")
+        return feeder
+
+    def remember(self, guid: str, session: MediaSession) -> None:
+        self.sessions[guid] = session
+        self.sessions.move_to_end(guid)
+        while len(self.sessions) > _KEEP_SESSIONS:
+            self.sessions.popitem(last=False)
+
+    def media_counters(self) -> dict[str, int]:
+        """The ``media.*`` counters."""
+        return {k: v for k, v in sorted(self.state.counters.items()) if k.startswith("media.")}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, open sessions, lateness and the SIP/RTP ports, as JSON."""
+        sip = self.sip
+        return {
+            "counters": self.media_counters(),
+            "open_sessions": len(self.open_sessions),
+            "lateness": self.lateness.as_dict(),
+            "sip": None if sip is None else sip.describe(),
+        }
+
+
+def hub_of(app: Starlette) -> MediaHub:
+    """The :class:`MediaHub` of an app built by :func:`mgsim.server.app.create_app`."""
+    hub: MediaHub = app.state.media
+    return hub

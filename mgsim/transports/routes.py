@@ -1,0 +1,100 @@
+"""What :func:`mgsim.server.app.create_app` mounts for the real transports.
+
+:func:`media_routes` are the WebSocket, Kinesis Video and statistics routes;
+:func:`media_lifespan` starts the SIP/RTP listeners when the app runs under a real ASGI
+server with ``config.sip_port`` set (in-process use never runs a lifespan, so it never
+opens a socket).
+
+``GET /_sim/v1/media/stats`` (simulator credentials) answers the ``media.*`` counters, the
+open sessions, the frame lateness and the SIP ports; ``POST`` to it with
+``{"reset_lateness": true}`` starts a fresh lateness measurement.
+``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from mgsim.transports.hub import MediaHub, hub_of
+from mgsim.transports.kvs_http import end_media, get_media, put_media
+from mgsim.transports.sip import SipServer
+from mgsim.transports.websocket import AUDIOHOOK_PATH, audiohook_endpoint, twilio_endpoint
+
+__all__ = ["MEDIA_CALLS", "MEDIA_STATS", "media_lifespan", "media_routes"]
+
+MEDIA_STATS = "/_sim/v1/media/stats"
+MEDIA_CALLS = "/_sim/v1/media/calls/{guid}"
+
+
+def media_routes(twilio_prefix: str, endpoint: Any) -> list[BaseRoute]:
+    """The transport routes; ``endpoint`` wraps a handler in the app's credential check and
+    error envelope (as ``mgsim.server.app._endpoint`` with ``vendor=False``)."""
+    return [
+        WebSocketRoute(twilio_prefix + "{token}", twilio_endpoint),
+        WebSocketRoute(AUDIOHOOK_PATH, audiohook_endpoint),
+        Route("/putMedia", put_media, methods=["PUT", "POST"]),
+        Route("/putMedia", end_media, methods=["DELETE"]),
+        Route("/getMedia", get_media, methods=["POST"]),
+        Route(MEDIA_STATS, endpoint(_stats), methods=["GET"]),
+        Route(MEDIA_STATS, endpoint(_reset), methods=["POST"]),
+        Route(MEDIA_CALLS, endpoint(_call), methods=["GET"]),
+    ]
+
+
+async def _stats(state: Any, request: Request, body: Any) -> Response:
+    return JSONResponse(hub_of(request.app).stats())
+
+
+async def _reset(state: Any, request: Request, body: Any) -> Response:
+    hub = hub_of(request.app)
+    hub.lateness.reset()
+    return JSONResponse(hub.stats())
+
+
+async def _call(state: Any, request: Request, body: Any) -> Response:
+    from mgsim.contract import Problem
+
+    guid = request.path_params["guid"]
+    gateway = hub_of(request.app).gateway
+    call = gateway.calls.get(guid) or gateway.ended.get(guid)
+    if call is None:
+        raise Problem("404-01", f"No call with guid {guid}")
+    return JSONResponse(
+        {
+            "namespace": call.namespace,
+            "guid": call.guid,
+            "open": call.closed_at is None,
+            "source": call.source,
+            "accounting": call.accounting.as_dict(),
+            "total": call.accounting.total,
+        }
+    )
+
+
+@asynccontextmanager
+async def media_lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Start the SIP/RTP listeners for the app's lifetime (when ``sip_port`` is set)."""
+    hub: MediaHub = hub_of(app)
+    config = hub.state.config
+    sip: SipServer | None = None
+    if config.sip_port is not None:
+        sip = SipServer(
+            hub, host=config.media_host, port=config.sip_port, rtp_ports=config.rtp_ports
+        )
+        await sip.start()
+        hub.sip = sip
+    try:
+        yield
+    finally:
+        if sip is not None:
+            await sip.stop()
+            hub.sip = None
+        for feeder in list(hub.open_sessions):
+            feeder.close()

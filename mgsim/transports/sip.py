@@ -1,0 +1,319 @@
+"""SIPREC over real sockets: SIP on UDP and TCP, RTP on UDP, on the app's event loop.
+
+:class:`SipServer` listens for SIP on one port number over both UDP and TCP (TCP messages
+are framed by ``Content-Length`` with :class:`~mgsim.media.sip.SipStreamParser`). Each new
+INVITE gets two freshly bound RTP ports, and a SIPREC media session whose SDP answer names
+them, so the answer always carries the ports the server really listens on. A datagram on
+one of those ports belongs to that call's m-line by its port alone; the session's RTP
+receiver then checks its SSRC and payload type.
+
+Answers: whatever the session replies (``200 OK``, or the SIP error response for a request
+it refuses) goes back where the request came from — the UDP source address or the TCP
+connection. A message that cannot be parsed far enough to answer is counted and dropped,
+as RFC 3261 asks. An in-dialog request for an unknown Call-ID gets ``481``.
+
+A BYE hangs the call up at once; the call's RTP ports stay bound for
+:data:`RTP_LINGER_S` so that stray packets are still counted (as ``after-close``) rather
+than vanishing, then they are closed. SIP messages are handled one at a time, in arrival
+order, by one worker task (binding RTP ports is asynchronous); RTP is fed as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mgsim.errors import ConfigError
+from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
+from mgsim.transports.hub import Feeder, MediaHub
+
+__all__ = ["RTP_LINGER_S", "SipServer"]
+
+RTP_LINGER_S = 2.0
+"""How long a finished call's RTP ports stay bound, counting late packets."""
+_FRAME_MS = 20.0
+_ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+
+Send = Callable[[bytes], None]
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.dialog: _Dialog | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.dialog is not None:
+            self.dialog.feeder.feed(self.channel, data)
+
+
+@dataclass(eq=False)
+class _Dialog:
+    call_id: str
+    feeder: Feeder
+    ports: tuple[int, int]
+    transports: list[asyncio.DatagramTransport] = field(default_factory=list)
+    ended: bool = False
+
+
+class _SipUdp(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport  # uvloop's transports do not subclass asyncio's
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+
+        def send(payload: bytes) -> None:
+            transport.sendto(payload, addr)
+
+        self.server.submit(data, send)
+
+
+class _SipTcp(asyncio.Protocol):
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+        self.parser = SipStreamParser()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+
+        def send(payload: bytes) -> None:
+            if not transport.is_closing():
+                transport.write(payload)
+
+        for item in self.parser.feed(data):
+            if isinstance(item, SipMessage):
+                self.server.submit(item.to_bytes(), send)
+            else:
+                self.server.refuse(item, send)
+
+
+class SipServer:
+    """SIP (UDP + TCP) and per-call RTP listeners feeding SIPREC sessions of ``hub``.
+
+    ``port`` 0 picks a free port (TCP then uses the same number as UDP). ``rtp_ports`` is an
+    inclusive range to take RTP ports from, or None for any free ports.
+    """
+
+    def __init__(
+        self,
+        hub: MediaHub,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rtp_ports: tuple[int, int] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.host = host
+        self.port = port
+        self.rtp_ports = rtp_ports
+        self.dialogs: dict[str, _Dialog] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._queue: asyncio.Queue[tuple[bytes, Send]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._next_rtp = rtp_ports[0] if rtp_ports else 0
+        self._lingering: set[asyncio.TimerHandle] = set()
+
+    # -- life cycle
+
+    async def start(self) -> None:
+        """Bind the SIP sockets and start the worker.
+
+        With port 0 the UDP socket takes a free port and TCP the same number; when that
+        number is taken for TCP, both are tried again on another one.
+        """
+        loop = asyncio.get_running_loop()
+        for attempt in range(20):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _SipUdp(self), local_addr=(self.host, self.port)
+            )
+            port = int(udp.get_extra_info("sockname")[1])
+            try:
+                self._tcp = await loop.create_server(lambda: _SipTcp(self), self.host, port)
+            except OSError:
+                udp.close()
+                if self.port or attempt == 19:
+                    raise
+                continue
+            self._udp, self.port = udp, port
+            break
+        self._worker = loop.create_task(self._work(), name="mgsim-sip")
+
+    async def stop(self) -> None:
+        """Close every socket; calls still open hang up."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for handle in self._lingering:
+            handle.cancel()
+        for dialog in list(self.dialogs.values()):
+            self._finish(dialog)
+            self._release(dialog)
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    def describe(self) -> dict[str, Any]:
+        """Where SIP listens and how many dialogs are open (JSON)."""
+        return {
+            "host": self.host,
+            "udp": self.port,
+            "tcp": self.port,
+            "dialogs": sum(not d.ended for d in self.dialogs.values()),
+        }
+
+    # -- SIP
+
+    def submit(self, data: bytes, send: Send) -> None:
+        """Queue one SIP message (handled in arrival order)."""
+        self._queue.put_nowait((data, send))
+
+    def refuse(self, exc: SipError, send: Send) -> None:
+        """Count a message that could not be accepted and answer it if possible."""
+        self.hub.count(f"media.siprec.error.{exc.reason}")
+        response = exc.to_response()
+        if response is not None:
+            send(response.to_bytes())
+
+    async def _work(self) -> None:
+        while True:
+            data, send = await self._queue.get()
+            try:
+                await self._handle(data, send)
+            except Exception as exc:  # one bad message must not stop SIP for every call
+                self.hub.count("media.siprec.error.internal")
+                with contextlib.suppress(Exception):
+                    msg = parse_message(data)
+                    send(response_to(msg, 500, reason=type(exc).__name__).to_bytes())
+
+    async def _handle(self, data: bytes, send: Send) -> None:
+        try:
+            msg = parse_message(data)
+        except SipError as exc:
+            self.refuse(exc, send)
+            return
+        dialog = self.dialogs.get(msg.call_id)
+        if dialog is None or dialog.ended:
+            if msg.is_request and msg.method == "INVITE" and dialog is None:
+                await self._invite(msg.call_id, data, send)
+            else:
+                self._no_dialog(msg, send)
+            return
+        for reply in dialog.feeder.feed("sip", data):
+            send(bytes(reply.data) if isinstance(reply.data, bytes) else reply.data.encode())
+        if dialog.feeder.session.call is not None and getattr(
+            dialog.feeder.session, "bye_in_progress", False
+        ):
+            self._finish(dialog)
+
+    def _no_dialog(self, msg: SipMessage, send: Send) -> None:
+        if not msg.is_request or msg.method == "ACK":
+            return
+        if msg.method == "OPTIONS":
+            send(response_to(msg, 200, headers=[("Allow", _ALLOW)]).to_bytes())
+            return
+        self.hub.count("media.siprec.error.no-dialog")
+        send(response_to(msg, 481).to_bytes())
+
+    async def _invite(self, call_id: str, data: bytes, send: Send) -> None:
+        protocols = [_RtpProtocol("rtp:0"), _RtpProtocol("rtp:1")]
+        ports, transports = await self._bind_rtp_pair(protocols)
+        feeder = self.hub.open(
+            "siprec", quantum_ms=_FRAME_MS, clock_from_media=True, ports=ports, address=self.host
+        )
+        dialog = _Dialog(call_id, feeder, ports, transports)
+        for protocol in protocols:
+            protocol.dialog = dialog
+        replies = feeder.feed("sip", data)
+        for reply in replies:
+            send(bytes(reply.data) if isinstance(reply.data, bytes) else reply.data.encode())
+        decoder = getattr(feeder.session, "decoder", None)
+        if decoder is None or decoder.state == "idle" or feeder.session.failed:
+            # Refused (the error response is sent): no dialog, no RTP ports.
+            feeder.close()
+            self._release(dialog)
+            return
+        self.dialogs[call_id] = dialog
+
+    def _finish(self, dialog: _Dialog) -> None:
+        """The call is over: close its session now, its RTP ports after the linger."""
+        if dialog.ended:
+            return
+        dialog.ended = True
+        dialog.feeder.close()
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def release() -> None:
+            if handle is not None:
+                self._lingering.discard(handle)
+            self._release(dialog)
+
+        handle = loop.call_later(RTP_LINGER_S, release)
+        self._lingering.add(handle)
+
+    def _release(self, dialog: _Dialog) -> None:
+        for transport in dialog.transports:
+            transport.close()
+        dialog.transports = []
+        if self.dialogs.get(dialog.call_id) is dialog:
+            del self.dialogs[dialog.call_id]
+
+    # -- RTP ports
+
+    async def _bind_rtp_pair(
+        self, protocols: list[_RtpProtocol]
+    ) -> tuple[tuple[int, int], list[asyncio.DatagramTransport]]:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.DatagramTransport] = []
+        for protocol in protocols:
+            sock = self._rtp_socket()
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda p=protocol: p,  # type: ignore[misc]
+                sock=sock,
+            )
+            transports.append(transport)
+        ports = tuple(int(t.get_extra_info("sockname")[1]) for t in transports)
+        return (ports[0], ports[1]), transports
+
+    def _rtp_socket(self) -> socket.socket:
+        if self.rtp_ports is None:
+            return _udp_socket(self.host, 0)
+        low, high = self.rtp_ports
+        for _ in range(high - low + 1):
+            port = self._next_rtp
+            self._next_rtp = low if port >= high else port + 1
+            with contextlib.suppress(OSError):
+                return _udp_socket(self.host, port)
+        raise ConfigError(f"no free RTP port in {low}..{high}")
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,163 @@
+"""The Twilio Media Streams and Genesys AudioHook WebSocket endpoints.
+
+Both feed the same media sessions as in-process playback (:mod:`mgsim.gateway.sessions`):
+
+* ``/mg-twilio-autotranscribe/twilio-media/{token}``: the URL that
+  ``GET /mg-autotranscribe/v1/twilio-media-stream-url`` hands out. The token is checked
+  before anything is read: a forged or expired one gets the socket closed with 1008
+  (policy violation). One token may open many streams during its 5-minute life. A message
+  the decoder refuses closes the socket with the session's ``close_code`` (1007 bad JSON or
+  base64, 1003 unknown event, 1008 wrong order, 1009 too big).
+* ``/audiohook/ws``: the upgrade request must carry a valid HTTP message signature
+  (RFC 9421, the configured API key and client secret); a missing or bad one is refused
+  with HTTP 401 before the socket opens. JSON text and binary audio are fed in order and
+  the session's replies sent back. After a protocol error the server sends ``disconnect``
+  and waits up to 10 s for the client's ``close``, answers ``closed`` and closes normally
+  (or closes with the error's code when the client never does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from mgsim.media._base import Reply
+from mgsim.media.audiohook_signature import AudioHookSignatureError, verify_signature
+from mgsim.server.tokens import TokenError
+from mgsim.transports.hub import Feeder, hub_of
+
+__all__ = ["AUDIOHOOK_PATH", "CLOSE_WAIT_S", "audiohook_endpoint", "twilio_endpoint"]
+
+AUDIOHOOK_PATH = "/audiohook/ws"
+CLOSE_WAIT_S = 10.0
+"""How long the server waits for an AudioHook client's ``close`` after ``disconnect``."""
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):  # the peer may already be gone
+        await websocket.close(code, reason[:120])
+
+
+async def _send(websocket: WebSocket, replies: list[Reply]) -> None:
+    for reply in replies:
+        if isinstance(reply.data, str):
+            await websocket.send_text(reply.data)
+        else:
+            await websocket.send_bytes(reply.data)
+
+
+def _payload(message: Mapping[str, Any]) -> str | bytes:
+    text = message.get("text")
+    if isinstance(text, str):
+        return text
+    data = message.get("bytes")
+    return data if isinstance(data, bytes) else b""
+
+
+async def twilio_endpoint(websocket: WebSocket) -> None:
+    """One Twilio Media Stream (see the module docstring)."""
+    hub = hub_of(websocket.app)
+    try:
+        hub.state.tokens.check(websocket.path_params.get("token", ""))
+    except TokenError:
+        hub.count("media.twilio.rejected.token")
+        await websocket.accept()
+        await _close(websocket, 1008, "invalid or expired media stream token")
+        return
+    await websocket.accept()
+    feeder = hub.open("twilio")
+    try:
+        await _pump(websocket, feeder)
+    finally:
+        feeder.close()
+
+
+async def _pump(websocket: WebSocket, feeder: Feeder) -> None:
+    session = feeder.session
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            replies = feeder.feed("ws", _payload(message))
+            await _send(websocket, replies)
+            if session.close_code is not None:
+                reason = next(reversed(session.errors), "error") if session.errors else "error"
+                await _close(websocket, session.close_code, reason)
+                return
+
+
+async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
+    from starlette.responses import JSONResponse
+
+    body = {"code": status, "message": f"AudioHook signature refused: {reason}"}
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+    else:
+        await websocket.close(1008)  # the server answers the upgrade with 403
+
+
+def _request_target(websocket: WebSocket) -> str:
+    query = websocket.url.query
+    return websocket.url.path + (f"?{query}" if query else "")
+
+
+async def audiohook_endpoint(websocket: WebSocket) -> None:
+    """One Genesys AudioHook connection (see the module docstring)."""
+    hub = hub_of(websocket.app)
+    config = hub.state.config
+    headers = dict(websocket.headers.items())
+    try:
+        verify_signature(
+            "GET",
+            _request_target(websocket),
+            headers.get("host", ""),
+            headers,
+            client_secret_b64=config.audiohook_client_secret,
+            api_key=config.audiohook_api_key,
+            now=hub.clock.wall().timestamp(),
+        )
+    except AudioHookSignatureError as exc:
+        hub.count(f"media.genesysaudiohook.rejected.{exc.reason}")
+        await _deny(websocket, 401, exc.reason)
+        return
+    await websocket.accept()
+    feeder = hub.open("genesysaudiohook", session_id=headers.get("audiohook-session-id"))
+    try:
+        await _audiohook_pump(websocket, feeder)
+    finally:
+        await _send_quietly(websocket, feeder.close())
+        await _close(websocket, 1000)
+
+
+async def _send_quietly(websocket: WebSocket, replies: list[Reply]) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await _send(websocket, replies)
+
+
+async def _audiohook_pump(websocket: WebSocket, feeder: Feeder) -> None:
+    session = feeder.session
+    decoder = getattr(session, "decoder", None)
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        while True:
+            if session.failed:
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), CLOSE_WAIT_S)
+                except TimeoutError:
+                    await _close(websocket, session.close_code or 1008, "no close after disconnect")
+                    return
+            else:
+                message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await _send(websocket, feeder.feed("ws", _payload(message)))
+            if decoder is not None and decoder.state == "closed":
+                await _close(websocket, 1000)
+                return
