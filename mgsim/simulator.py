@@ -20,6 +20,7 @@ from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.gateway import Gateway
 from mgsim.server.app import create_app
 from mgsim.server.config import SimulatorConfig
+from mgsim.server.webhooks import WebhookSender, WebhookSink
 
 __all__ = ["Simulator"]
 
@@ -94,6 +95,15 @@ class Simulator:
         self.config = config
         self.clock: Clock = clock or (VirtualClock() if virtual else SystemClock())
         self.gateway = Gateway(self.clock, random.Random(config.seed))
+        self.webhooks: WebhookSink | WebhookSender = WebhookSink()
+        if config.webhook_url:
+            self.webhooks = WebhookSender(
+                config.webhook_url,
+                secret=config.webhook_secret,
+                secret_header_name=config.webhook_secret_header,
+                seed=config.seed,
+            )
+        self.gateway.transcription.webhooks = self.webhooks
         self.app = create_app(config, clock=self.clock, gateway=self.gateway)
         self._async_transport = httpx.ASGITransport(app=self.app)
         self._lock = threading.Lock()

@@ -148,11 +148,27 @@ class GatewayTranscription:
     def _deliver(self, bodies: Sequence[dict[str, Any]]) -> None:
         if self.webhooks is None:
             return
-        nowait = getattr(self.webhooks, "deliver_nowait", None)
-        for body in bodies:
-            if nowait is not None:  # the in-process sink keeps bodies synchronously
+        target = self.webhooks
+        nowait = getattr(target, "deliver_nowait", None)
+        if nowait is not None:  # the in-process sink keeps bodies synchronously
+            for body in bodies:
                 nowait(body)
-            else:  # a real sender POSTs from a task the app's loop owns; it never raises
-                task = asyncio.get_running_loop().create_task(self.webhooks.deliver(body))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Plain synchronous code (no loop): send the batch now, on a loop of its own, and
+            # let the sender close its HTTP client before that loop ends.
+            async def send_all() -> None:
+                for body in bodies:
+                    await target.deliver(body)
+                closer = getattr(target, "aclose", None)
+                if closer is not None:
+                    await closer()
+
+            asyncio.run(send_all())
+            return
+        for body in bodies:  # a real sender POSTs from tasks the app's loop owns
+            task = loop.create_task(target.deliver(body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

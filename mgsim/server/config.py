@@ -80,6 +80,10 @@ class SimulatorConfig:
     """Inclusive range of UDP ports for RTP (two per SIPREC call); None: any free ports."""
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
     audiohook_client_secret: str = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
+    webhook_url: str | None = None
+    """Where transcript webhooks are POSTed (None: kept in memory only)."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_header: str = "X-Webhook-Secret"
 
     def __post_init__(self) -> None:
         if not self.api_id or not self.api_secret:
@@ -113,7 +117,8 @@ class SimulatorConfig:
     @classmethod
     def from_env(cls, **overrides: object) -> SimulatorConfig:
         """Read ``MGSIM_API_ID`` / ``MGSIM_API_SECRET`` and ``MGSIM_AUDIOHOOK_API_KEY`` /
-        ``MGSIM_AUDIOHOOK_CLIENT_SECRET`` (falling back to the local defaults)."""
+        ``MGSIM_AUDIOHOOK_CLIENT_SECRET`` (falling back to the local defaults), and
+        ``MGSIM_WEBHOOK_URL`` / ``MGSIM_WEBHOOK_SECRET`` (no webhooks when unset)."""
         values: dict[str, object] = {
             "api_id": os.environ.get("MGSIM_API_ID") or DEFAULT_API_ID,
             "api_secret": os.environ.get("MGSIM_API_SECRET") or DEFAULT_API_SECRET,
@@ -121,6 +126,8 @@ class SimulatorConfig:
             or DEFAULT_AUDIOHOOK_API_KEY,
             "audiohook_client_secret": os.environ.get("MGSIM_AUDIOHOOK_CLIENT_SECRET")
             or DEFAULT_AUDIOHOOK_CLIENT_SECRET,
+            "webhook_url": os.environ.get("MGSIM_WEBHOOK_URL") or None,
+            "webhook_secret": os.environ.get("MGSIM_WEBHOOK_SECRET") or None,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
