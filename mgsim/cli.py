@@ -5,7 +5,7 @@
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
                 [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
-                [--margin-ms N] [--latency-ms N] [--json]
+                [--margin-ms N] [--latency-ms N] [--transport inprocess|socket] [--json]
     mgsim demo  [--json]
 """
 
@@ -155,9 +155,13 @@ def _print_call(result: Any) -> None:
 def _call(args: argparse.Namespace) -> int:
     from mgsim.sim.scenario import run_scenario
 
-    if args.transport != "inprocess":
-        raise ConfigError("--transport socket is not available yet; use inprocess")
-    result = run_scenario(_scenario_from(args))
+    scenario = _scenario_from(args)
+    if args.transport == "socket":
+        from mgsim.sim.socket_scenario import run_scenario_over_sockets
+
+        result = run_scenario_over_sockets(scenario)
+    else:
+        result = run_scenario(scenario)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -311,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send stop once instead of retrying it until confirmed",
     )
-    call.add_argument("--transport", default="inprocess", choices=["inprocess", "socket"])
+    call.add_argument(
+        "--transport",
+        default="inprocess",
+        choices=["inprocess", "socket"],
+        help="inprocess (default): a virtual-time embedded gateway; socket: a real server on "
+        "loopback, media over SIP/RTP, WebSocket or KVS HTTP and control over HTTP (no "
+        "--latency-ms or --fail-rate, hence no fail-closed masking)",
+    )
     call.add_argument("--seed", type=int, default=0)
     call.add_argument("--json", action="store_true", help="print one JSON object")
     call.set_defaults(func=_call)

@@ -62,3 +62,31 @@ def test_demo_compares_the_four_platforms(capsys: pytest.CaptureFixture[str]) ->
 def test_unknown_audio_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["call", "--namespace", "twilio", "--audio", "nope"]) == 2
     assert "no audio file or sample call named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("namespace", ["siprec", "amazonconnect"])
+def test_call_over_sockets_prints_the_same_json_shape(
+    namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["call", "--namespace", namespace, "--audio", "card_payment", "--json"]
+    assert main(argv) == 0
+    inprocess = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--transport", "socket"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == set(inprocess)
+    assert out["namespace"] == namespace and out["guid"] == inprocess["guid"]
+    assert set(out["utterances"][0]) == {"role", "start_ms", "end_ms", "text", "redacted_text"}
+    assert len(out["utterances"]) == len(inprocess["utterances"])
+    assert set(out["leaks"]) == set(inprocess["leaks"])
+    assert out["leaks"]["pci_words_transcribed"] == 0 and out["leaks"]["pci_ms_transcribed"] == 0
+    assert {"endpoint", "status", "code"} <= set(out["requests"][0])
+    assert [r["endpoint"] for r in out["requests"]] == [
+        r["endpoint"] for r in inprocess["requests"]
+    ]
+
+
+def test_call_over_sockets_refuses_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["call", "--namespace", "twilio", "--audio", "card_payment", "--transport", "socket"]
+    assert main([*argv, "--latency-ms", "400"]) == 2
+    assert "does not simulate control latency" in capsys.readouterr().err

@@ -55,7 +55,16 @@ from mgsim.speech.engine import ScriptEngine, Utterance
 from mgsim.speech.leaks import LeakReport, analyze_leaks
 from mgsim.speech.redact import ParticipantPolicies, redact_words
 
-__all__ = ["NAMESPACES", "ActionRecord", "Scenario", "ScenarioResult", "guid_for", "run_scenario"]
+__all__ = [
+    "NAMESPACES",
+    "ActionRecord",
+    "Scenario",
+    "ScenarioResult",
+    "guid_for",
+    "in_fresh_loop",
+    "run_scenario",
+    "streamed_by_role",
+]
 
 NAMESPACES = ("siprec", "twilio", "genesysaudiohook", "amazonconnect")
 Namespace = Literal["siprec", "twilio", "genesysaudiohook", "amazonconnect"]
@@ -252,7 +261,7 @@ class ScenarioResult:
         }
 
 
-def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
+def in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on its own event loop, also from inside a running one (Jupyter)."""
     try:
         asyncio.get_running_loop()
@@ -264,7 +273,7 @@ def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 def run_scenario(scenario: Scenario) -> ScenarioResult:
     """Run ``scenario`` to the end of its call and analyse it."""
-    return _in_fresh_loop(_run(scenario))
+    return in_fresh_loop(_run(scenario))
 
 
 async def _run(sc: Scenario) -> ScenarioResult:
@@ -409,7 +418,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
 
     utterances = transcription.utterances(guid)
     webhooks = transcription.webhooks_of(guid)
-    streamed = _streamed_by_role(call, sc, len(sc.call.audio.customer))
+    streamed = streamed_by_role(call, sc, len(sc.call.audio.customer))
     report = analyze_leaks(
         sc.call,
         utterances,
@@ -433,7 +442,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     )
 
 
-def _streamed_by_role(
+def streamed_by_role(
     call: CallState | None, sc: Scenario, n: int
 ) -> dict[str, npt.NDArray[np.bool_]]:
     out: dict[str, npt.NDArray[np.bool_]] = {role: np.zeros(n, dtype=bool) for role in ROLES}

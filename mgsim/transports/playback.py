@@ -53,7 +53,14 @@ from mgsim.transports.senders import (
 )
 from mgsim.transports.websocket import AUDIOHOOK_PATH
 
-__all__ = ["Endpoints", "SocketPlayResult", "collect", "play_over_sockets"]
+__all__ = [
+    "Endpoints",
+    "SocketPlayResult",
+    "collect",
+    "opens_session",
+    "play_over_sockets",
+    "settle",
+]
 
 Schedule = Mapping[float, Callable[[], Any]] | Iterable[tuple[float, Callable[[], Any]]]
 _POLL_S = 0.005
@@ -117,7 +124,7 @@ def _guid_of(namespace: str, first: Wire | None, wires: list[Wire]) -> str | Non
     return None
 
 
-def _opens(namespace: str, wire: Wire) -> bool:
+def opens_session(namespace: str, wire: Wire) -> bool:
     data = wire.data
     if namespace == "twilio":
         return isinstance(data, str) and '"start"' in data[:40]
@@ -170,7 +177,7 @@ async def _call_view(client: AsyncClient, guid: str) -> dict[str, Any] | None:
     return view
 
 
-async def _settle(
+async def settle(
     client: AsyncClient, guid: str, sent: int, timeout_s: float, *, closed: bool = False
 ) -> dict[str, Any] | None:
     """Wait until the server accounted for ``sent`` media messages (and, with ``closed``,
@@ -258,7 +265,7 @@ async def play_over_sockets(
                 if realtime:
                     await asyncio.sleep(max(0.0, t0 + at_ms / 1000.0 - loop.time()))
                 elif guid is not None and result.sent:
-                    await _settle(client, guid, result.sent, settle_s)
+                    await settle(client, guid, result.sent, settle_s)
                 await _run_action(fn, at_ms, result.actions, strict)
 
         for wire in wire_list:
@@ -271,21 +278,21 @@ async def play_over_sockets(
             elif wire.channel == "sip" and result.sent and guid is not None:
                 # SIP and RTP arrive on different sockets: let RTP land before a BYE or a
                 # re-INVITE overtakes it.
-                await _settle(client, guid, result.sent, settle_s)
+                await settle(client, guid, result.sent, settle_s)
             await sender.send(wire)
             result.messages += 1
             result.sent += is_media(namespace, wire)
-            if on_open is not None and _opens(namespace, wire) and guid is not None:
-                await _settle(client, guid, 0, settle_s)
+            if on_open is not None and opens_session(namespace, wire) and guid is not None:
+                await settle(client, guid, 0, settle_s)
                 await _run_action(on_open, wire.at_ms, result.actions, strict)
                 on_open = None
         if guid is not None and not realtime:
-            await _settle(client, guid, result.sent, settle_s)
+            await settle(client, guid, result.sent, settle_s)
         await run_due(wire_list[-1].at_ms if wire_list else 0.0)
         await sender.finish()
         await run_due(float("inf"))
         if guid is not None:
-            view = await _settle(client, guid, result.sent, settle_s, closed=True)
+            view = await settle(client, guid, result.sent, settle_s, closed=True)
             result.accounting = dict(view["accounting"], total=view["total"]) if view else {}
         result.replies = list(sender.replies)
         result.close_code = sender.close_code

@@ -1,0 +1,254 @@
+"""Scenarios over real loopback sockets: the ``--transport socket`` twin of
+:func:`~mgsim.sim.scenario.run_scenario`.
+
+:func:`run_scenario_over_sockets` starts a real server (uvicorn with its lifespan, SIP and
+RTP listeners on free loopback ports) in a background thread, plays the scenario's wires
+to it over the platform's own transport (SIP/RTP, Twilio or AudioHook WebSocket, KVS over
+HTTP) and sends the plan's start/stop actions with an :class:`~mgsim.AsyncClient` pointed
+at its base URL. Playback runs in fast mode (unless ``Scenario.realtime``): before each
+action it waits until the server has accounted for every media message sent, so what is
+streamed matches the in-process run of the same scenario. The result is built from the
+server's gateway state exactly as the in-process runner builds it.
+
+Control-plane latency, injected faults and fail-closed masking at the source are not
+simulated over sockets: a scenario asking for latency or faults raises
+:class:`~mgsim.errors.ConfigError`. (With neither, fast-mode playback holds the media until
+each stop is answered, so a fail-closed guard never has anything to mask.)
+
+>>> from mgsim.sim.call import load_sample
+>>> from mgsim.sim.plans import Plan
+>>> call = load_sample("card_payment").truncated(30_000)
+>>> result = run_scenario_over_sockets(Scenario(call, "twilio", Plan("guard")))
+>>> result.leaks["pci_words_transcribed"]
+0
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+
+from mgsim.client import AsyncClient, RetryPolicy
+from mgsim.contract.models import AmazonConnectParams, AutotranscribeParams
+from mgsim.errors import ConfigError, MgsimError, TransportError
+from mgsim.journal import Journal
+from mgsim.server.config import SimulatorConfig
+from mgsim.server.webhooks import WebhookSink
+from mgsim.sim.plans import ControlAction
+from mgsim.sim.scenario import (
+    ActionRecord,
+    Scenario,
+    ScenarioResult,
+    in_fresh_loop,
+    streamed_by_role,
+)
+from mgsim.simulator import Simulator
+from mgsim.speech.engine import ScriptEngine
+from mgsim.speech.leaks import analyze_leaks
+from mgsim.transports.playback import play_over_sockets
+from mgsim.transports.serve import ServerThread
+
+__all__ = ["check_socket_scenario", "run_scenario_over_sockets"]
+
+_OPEN_TIMEOUT_S = 10.0
+_POLL_S = 0.005
+_AFTER_MS = 1e-3  # after a wire at the same media time: actions at t precede wires at t
+_RTP_BURST_MS = 500.0  # 25 packets per RTP socket between waits
+
+
+def check_socket_scenario(scenario: Scenario) -> None:
+    """Raise :class:`ConfigError` if ``scenario`` asks for what the socket transport does
+    not simulate (control latency or jitter, injected faults).
+
+    >>> from mgsim.sim.call import load_sample
+    >>> slow = Scenario(load_sample("card_payment"), control_latency_ms=400)
+    >>> check_socket_scenario(slow)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mgsim.errors.ConfigError: the socket transport does not simulate control latency or ...
+    """
+    if scenario.control_latency_ms or scenario.control_jitter_ms:
+        raise ConfigError(
+            "the socket transport does not simulate control latency or jitter; "
+            "use the in-process transport"
+        )
+    faults = scenario.faults
+    if faults is not None and any(
+        (
+            faults.latency_ms,
+            faults.jitter_ms,
+            faults.rate_503,
+            faults.rate_500,
+            faults.rate_429,
+        )
+    ):
+        raise ConfigError(
+            "the socket transport does not inject faults; use the in-process transport"
+        )
+
+
+def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
+    """Run ``scenario`` against a real loopback server and analyse it like
+    :func:`~mgsim.sim.scenario.run_scenario` does. The server is always shut down."""
+    check_socket_scenario(scenario)
+    config = SimulatorConfig(
+        seed=scenario.seed, spike_arrest_per_s=None, daily_quota=None, sip_port=0
+    )
+    sim = Simulator(config)
+    sink = WebhookSink()
+    transcription = sim.gateway.transcription
+    # Set up before the server thread starts, so nothing on its loop can race these writes.
+    transcription.webhooks = sink
+    transcription.attach(scenario.guid, ScriptEngine(scenario.call.words))
+    server = ServerThread(sim)
+    try:
+        server.start()
+        records, journal = in_fresh_loop(_play(scenario, server))
+    finally:
+        # Joined (bounded) before the gateway state is read below.
+        server.stop()
+        sim.close()
+    guid = scenario.guid
+    call = sim.gateway.calls.get(guid) or sim.gateway.ended.get(guid)
+    utterances = transcription.utterances(guid)
+    webhooks = transcription.webhooks_of(guid)
+    streamed = streamed_by_role(call, scenario, len(scenario.call.audio.customer))
+    report = analyze_leaks(
+        scenario.call,
+        utterances,
+        streamed=streamed,
+        webhooks=webhooks,
+        plan=scenario.plan.kind,
+        extra={"namespace": scenario.namespace, "transport": "socket"},
+    )
+    return ScenarioResult(
+        scenario=scenario,
+        guid=guid,
+        call=call,
+        utterances=utterances,
+        webhooks=webhooks,
+        streamed=streamed,
+        actions=records,
+        journal=journal,
+        report=report,
+        policies=transcription.policies,
+    )
+
+
+async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord], Journal]:
+    guid = sc.guid
+    params = sc.start_params()
+    stream_arn = params.stream_arn if isinstance(params, AmazonConnectParams) else None
+    autotranscribe = AutotranscribeParams(
+        redaction_output=sc.redaction_output, detailed_token=sc.detailed_token or None
+    )
+    within_ms = sc.stop_within_ms if sc.stop_within_ms is not None else sc.plan.margin_before_ms
+    records: list[ActionRecord] = []
+    # Two clients: the control one's journal is the result's (only the integration's
+    # requests), the other follows the media accounting and fetches the Twilio URL.
+    async with (
+        AsyncClient(server.base_url, retry=RetryPolicy()) as control,
+        AsyncClient(server.base_url) as media,
+    ):
+
+        async def call_opened() -> None:
+            # An integration learns of a call from its platform, never before media opens.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + _OPEN_TIMEOUT_S
+            while loop.time() < deadline:
+                response = await media.request("GET", f"/_sim/v1/media/calls/{guid}")
+                if response.status_code == 200:
+                    return
+                await asyncio.sleep(_POLL_S)
+            raise TransportError(f"the server never opened call {guid}")
+
+        async def act(action: ControlAction) -> ActionRecord:
+            try:
+                if not records:
+                    await call_opened()
+                if action.action == "start":
+                    await control.start_streaming(
+                        sc.namespace,
+                        guid,
+                        sc.customer_id,
+                        sc.agent_id,
+                        autotranscribe=autotranscribe,
+                        params=params,
+                    )
+                    return record(action, True, "started")
+                if sc.confirm_stop:
+                    outcome = await control.stop_streaming_confirmed(
+                        sc.namespace, guid, within_s=within_ms / 1000.0
+                    )
+                    if not outcome.confirmed and await _ended(media, guid):
+                        return record(action, True, "call had ended")
+                    return record(action, outcome.confirmed, outcome.reason)
+                # The naive integration: one stop, no retry, assumed to have worked.
+                await control.request(
+                    "POST",
+                    "/mg-autotranscribe/v1/stop-streaming",
+                    json={"namespace": sc.namespace, "guid": guid},
+                    raise_for_status=True,
+                    retry=RetryPolicy.off(),
+                )
+                return record(action, True, "stopped")
+            except MgsimError as exc:
+                if action.action == "stop" and await _ended(media, guid):
+                    return record(action, True, "call had ended")
+                if action.action == "start" and getattr(exc, "code", "") == "409-201":
+                    return record(action, True, "already streaming")
+                return record(action, False, f"{type(exc).__name__}: {exc}")
+
+        def schedule_entry(action: ControlAction) -> Callable[[], Coroutine[Any, Any, None]]:
+            async def run() -> None:
+                records.append(await act(action))
+
+            return run
+
+        def record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
+            # Fast mode holds the media while an action runs: it takes effect at its
+            # (possibly deferred) media time.
+            done_ms = max(action.at_ms, opens_ms)
+            return ActionRecord(
+                action.at_ms, action.action, action.reason, confirmed, detail, done_ms
+            )
+
+        wires = list(sc.wires())
+        # Nothing is asked of a call before its platform opened it (in-process, the control
+        # client waits for the session the same way): an action planned before the first
+        # wire (Connect's first fragment ends at 1 s) goes right after it.
+        opens_ms = wires[0].at_ms + _AFTER_MS if wires else 0.0
+        schedule: list[tuple[float, Callable[[], Any]]] = [
+            (max(a.at_ms, opens_ms), schedule_entry(a)) for a in sc.plan.actions(sc.call)
+        ]
+        if sc.namespace == "siprec" and not sc.realtime:
+            # RTP is UDP: unpaced, a whole call overflows the server's receive buffer. A
+            # no-op action every so often makes fast mode wait until the server has
+            # accounted for the media so far.
+            end_ms = wires[-1].at_ms if wires else 0.0
+            schedule += [
+                (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
+            ]
+        await play_over_sockets(
+            server.endpoints,
+            sc.namespace,
+            wires,
+            schedule,
+            client=media,
+            guid=guid,
+            realtime=sc.realtime,
+            stream_arn=stream_arn,
+        )
+        return records, control.journal
+
+
+async def _ended(client: AsyncClient, guid: str) -> bool:
+    response = await client.request("GET", f"/_sim/v1/media/calls/{guid}")
+    return response.status_code == 200 and not response.json().get("open", True)
+
+
+def _nothing() -> None:
+    """A pacing point for fast-mode playback."""
