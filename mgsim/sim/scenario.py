@@ -22,7 +22,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
@@ -62,6 +62,7 @@ __all__ = [
     "ScenarioResult",
     "guid_for",
     "in_fresh_loop",
+    "perform_action",
     "run_scenario",
     "streamed_by_role",
 ]
@@ -261,6 +262,55 @@ class ScenarioResult:
         }
 
 
+async def perform_action(
+    client: AsyncClient,
+    sc: Scenario,
+    guid: str,
+    action: ControlAction,
+    *,
+    autotranscribe: AutotranscribeParams,
+    params: NamespaceParams | None,
+    within_ms: float,
+    call_ended: Callable[[], Awaitable[bool]],
+) -> tuple[bool, str]:
+    """Send one planned start or stop as the scenario's integration does; return whether the
+    gateway confirmed it and what happened. Both the in-process and the socket runner use it.
+
+    Starts use the client's retries; stops are PCI-safe
+    (:meth:`AsyncClient.stop_streaming_confirmed`) unless ``sc.confirm_stop`` is off, when one
+    stop is sent and assumed to work. A stop that
+    meets a call that has already hung up, and a start that meets one already streaming, are
+    confirmed: nothing is left to do.
+    """
+    try:
+        if action.action == "start":
+            await client.start_streaming(
+                sc.namespace, guid, sc.customer_id, sc.agent_id,
+                autotranscribe=autotranscribe, params=params,
+            )  # fmt: skip
+            return True, "started"
+        if sc.confirm_stop:
+            outcome = await client.stop_streaming_confirmed(
+                sc.namespace, guid, within_s=within_ms / 1000.0
+            )
+            if not outcome.confirmed and await call_ended():
+                return True, "call had ended"  # its open segment closed with it
+            return outcome.confirmed, outcome.reason
+        # The naive integration: one stop, no retry, assumed to have worked.
+        await client.request(
+            "POST", "/mg-autotranscribe/v1/stop-streaming",
+            json={"namespace": sc.namespace, "guid": guid}, raise_for_status=True,
+            retry=RetryPolicy.off(),
+        )  # fmt: skip
+        return True, "stopped"
+    except MgsimError as exc:
+        if action.action == "stop" and await call_ended():
+            return True, "call had ended"
+        if action.action == "start" and getattr(exc, "code", "") == "409-201":
+            return True, "already streaming"
+        return False, f"{type(exc).__name__}: {exc}"
+
+
 def in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on its own event loop, also from inside a running one (Jupyter)."""
     try:
@@ -352,40 +402,14 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
                 masked[i] = (deadline, until)
 
         async def _act(action: ControlAction) -> ActionRecord:
-            try:
-                if action.action == "start":
-                    await client.start_streaming(
-                        sc.namespace,
-                        guid,
-                        sc.customer_id,
-                        sc.agent_id,
-                        autotranscribe=autotranscribe,
-                        params=params,
-                    )
-                    return _record(action, True, "started")
-                if sc.confirm_stop:
-                    outcome = await client.stop_streaming_confirmed(
-                        sc.namespace, guid, within_s=within_s / 1000.0
-                    )
-                    if not outcome.confirmed and guid in sim.gateway.ended:
-                        # The call hung up first; its open segment closed with it.
-                        return _record(action, True, "call had ended")
-                    return _record(action, outcome.confirmed, outcome.reason)
-                # The naive integration: one stop, no retry, assumed to have worked.
-                await client.request(
-                    "POST",
-                    "/mg-autotranscribe/v1/stop-streaming",
-                    json={"namespace": sc.namespace, "guid": guid},
-                    raise_for_status=True,
-                    retry=RetryPolicy.off(),
-                )
-                return _record(action, True, "stopped")
-            except MgsimError as exc:
-                if action.action == "stop" and guid in sim.gateway.ended:
-                    return _record(action, True, "call had ended")
-                if action.action == "start" and getattr(exc, "code", "") == "409-201":
-                    return _record(action, True, "already streaming")
-                return _record(action, False, f"{type(exc).__name__}: {exc}")
+            async def ended() -> bool:
+                return guid in sim.gateway.ended
+
+            confirmed, detail = await perform_action(
+                client, sc, guid, action, autotranscribe=autotranscribe, params=params,
+                within_ms=within_s, call_ended=ended,
+            )  # fmt: skip
+            return _record(action, confirmed, detail)
 
         def _record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
             return ActionRecord(

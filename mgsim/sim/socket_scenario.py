@@ -43,6 +43,7 @@ from mgsim.sim.scenario import (
     Scenario,
     ScenarioResult,
     in_fresh_loop,
+    perform_action,
     streamed_by_role,
 )
 from mgsim.simulator import Simulator
@@ -166,41 +167,20 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             raise TransportError(f"the server never opened call {guid}")
 
         async def act(action: ControlAction) -> ActionRecord:
-            try:
-                if not records:
+            if not records:
+                try:
                     await call_opened()
-                if action.action == "start":
-                    await control.start_streaming(
-                        sc.namespace,
-                        guid,
-                        sc.customer_id,
-                        sc.agent_id,
-                        autotranscribe=autotranscribe,
-                        params=params,
-                    )
-                    return record(action, True, "started")
-                if sc.confirm_stop:
-                    outcome = await control.stop_streaming_confirmed(
-                        sc.namespace, guid, within_s=within_ms / 1000.0
-                    )
-                    if not outcome.confirmed and await _ended(media, guid):
-                        return record(action, True, "call had ended")
-                    return record(action, outcome.confirmed, outcome.reason)
-                # The naive integration: one stop, no retry, assumed to have worked.
-                await control.request(
-                    "POST",
-                    "/mg-autotranscribe/v1/stop-streaming",
-                    json={"namespace": sc.namespace, "guid": guid},
-                    raise_for_status=True,
-                    retry=RetryPolicy.off(),
-                )
-                return record(action, True, "stopped")
-            except MgsimError as exc:
-                if action.action == "stop" and await _ended(media, guid):
-                    return record(action, True, "call had ended")
-                if action.action == "start" and getattr(exc, "code", "") == "409-201":
-                    return record(action, True, "already streaming")
-                return record(action, False, f"{type(exc).__name__}: {exc}")
+                except MgsimError as exc:
+                    return record(action, False, f"{type(exc).__name__}: {exc}")
+
+            async def ended() -> bool:
+                return await _ended(media, guid)
+
+            confirmed, detail = await perform_action(
+                control, sc, guid, action, autotranscribe=autotranscribe, params=params,
+                within_ms=within_ms, call_ended=ended,
+            )  # fmt: skip
+            return record(action, confirmed, detail)
 
         def schedule_entry(action: ControlAction) -> Callable[[], Coroutine[Any, Any, None]]:
             async def run() -> None:
