@@ -202,3 +202,16 @@ def test_fragment_number_backlog_is_transcribed(calls: dict[str, Call]) -> None:
     words = [w for u in gw.transcription.utterances(guid) for w in u.words]
     assert words and min(w.start_ms for w in words) < 2000  # replayed from the second fragment
     assert gw.ended[guid].segments[0].transcripts["agent"] > 0
+
+
+def test_real_time_mode_paces_the_call_and_gives_the_same_result(calls: dict[str, Call]) -> None:
+    import time
+
+    call = calls["card_payment"].truncated(2500)
+    virtual = run_scenario(Scenario(call, "genesysaudiohook", Plan("whole")))
+    started = time.monotonic()
+    paced = run_scenario(Scenario(call, "genesysaudiohook", Plan("whole"), realtime=True))
+    elapsed = time.monotonic() - started
+    assert elapsed >= 2.0  # paced by the wall clock (the call is 2.5 s long)
+    assert [u.text for u in paced.utterances] == [u.text for u in virtual.utterances]
+    assert paced.utterances
