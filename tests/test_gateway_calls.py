@@ -230,3 +230,19 @@ def test_pauses_are_recorded_as_sample_ranges(gw: Gateway) -> None:
     call.note_resumed(1700)  # not paused: ignored
     call.note_paused(2400)
     assert call.pauses == [(800, 1600), (2400, None)]
+
+
+def test_only_recent_ended_calls_keep_their_audio() -> None:
+    gw = Gateway(VirtualClock(), random.Random(0), keep_audio_of=2)
+    for i in range(4):
+        call = gw.open_call("siprec", f"{i}")
+        gw.start("siprec", f"{i}", StartParams("c", "a"))
+        call.receive("0", 0, np.ones(800, dtype=np.int16), 0.0)
+        gw.hang_up(f"{i}")
+    released = [gw.ended[str(i)].audio_released for i in range(4)]
+    assert released == [True, True, False, False]
+    assert not gw.ended["0"].timelines and gw.ended["3"].timelines
+    # what the control plane and the notebooks report stays for every call
+    assert gw.ended["0"].segments[0].summary("customer")["audioDurationMs"] == 100
+    assert gw.ended["0"].segments[0].samples["customer"] == 800
+    assert len(gw.ended) == 4

@@ -136,6 +136,7 @@ class CallState:
     source: str = "sim"  # "sim" (control API) or the media transport that opened it
     segments: list[Segment] = field(default_factory=list)
     timelines: dict[str, Timeline] = field(default_factory=dict)
+    audio_released: bool = False  # an old ended call whose timelines were let go
     accounting: Accounting = field(default_factory=Accounting)
     pauses: list[tuple[int, int | None]] = field(default_factory=list)
     """Platform pauses as ``(from_sample, to_sample)``; ``None`` while still paused."""
@@ -233,11 +234,17 @@ class Gateway:
     0
     """
 
-    def __init__(self, clock: Clock, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, clock: Clock, rng: random.Random | None = None, *, keep_audio_of: int = 64
+    ) -> None:
         self.clock = clock
         self.rng = rng or random.Random()
         self.calls: dict[str, CallState] = {}
         self.ended: dict[str, CallState] = {}
+        # Ended calls keep their segments, summaries and accounting; only the most recent
+        # `keep_audio_of` keep their audio timelines too, so a long soak runs in flat memory.
+        self.keep_audio_of = keep_audio_of
+        self._with_audio: list[str] = []
         self.kvs = KinesisVideoStore()
         """The Kinesis Video streams Amazon Connect writes into (in-memory)."""
         self.kvs_media = KvsMedia(self)
@@ -332,4 +339,10 @@ class Gateway:
         call.closed_at = now
         call.bye_in_progress = False
         self.ended[guid] = call
+        self._with_audio.append(guid)
+        while len(self._with_audio) > self.keep_audio_of:
+            old = self.ended.get(self._with_audio.pop(0))
+            if old is not None:
+                old.timelines.clear()
+                old.audio_released = True
         return call
