@@ -42,6 +42,7 @@ from mgsim.errors import ConfigError, MgsimError
 from mgsim.gateway.calls import CallState
 from mgsim.gateway.mapping import ROLES, channel_roles
 from mgsim.gateway.sessions import open_media_session
+from mgsim.gateway.transcription import GatewayTranscription
 from mgsim.journal import Journal
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import Wire
@@ -60,6 +61,7 @@ __all__ = [
     "ActionRecord",
     "Scenario",
     "ScenarioResult",
+    "collect_result",
     "guid_for",
     "in_fresh_loop",
     "perform_action",
@@ -440,6 +442,21 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         call = session.call
         journal = client.journal
 
+    sim.close()
+    return collect_result(sc, transcription, call, records, journal)
+
+
+def collect_result(
+    sc: Scenario,
+    transcription: GatewayTranscription,
+    call: CallState | None,
+    actions: list[ActionRecord],
+    journal: Journal,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> ScenarioResult:
+    """Read what a scenario produced off the gateway and analyse its leaks (both runners)."""
+    guid = sc.guid
     utterances = transcription.utterances(guid)
     webhooks = transcription.webhooks_of(guid)
     streamed = streamed_by_role(call, sc, len(sc.call.audio.customer))
@@ -449,9 +466,8 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         streamed=streamed,
         webhooks=webhooks,
         plan=sc.plan.kind,
-        extra={"namespace": sc.namespace},
+        extra={"namespace": sc.namespace, **(extra or {})},
     )
-    sim.close()
     return ScenarioResult(
         scenario=sc,
         guid=guid,
@@ -459,7 +475,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         utterances=utterances,
         webhooks=webhooks,
         streamed=streamed,
-        actions=records,
+        actions=actions,
         journal=journal,
         report=report,
         policies=transcription.policies,

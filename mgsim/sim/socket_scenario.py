@@ -42,13 +42,12 @@ from mgsim.sim.scenario import (
     ActionRecord,
     Scenario,
     ScenarioResult,
+    collect_result,
     in_fresh_loop,
     perform_action,
-    streamed_by_role,
 )
 from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine
-from mgsim.speech.leaks import analyze_leaks
 from mgsim.transports.playback import play_over_sockets
 from mgsim.transports.serve import ServerThread
 
@@ -114,29 +113,8 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
         sim.close()
     guid = scenario.guid
     call = sim.gateway.calls.get(guid) or sim.gateway.ended.get(guid)
-    utterances = transcription.utterances(guid)
-    webhooks = transcription.webhooks_of(guid)
-    streamed = streamed_by_role(call, scenario, len(scenario.call.audio.customer))
-    report = analyze_leaks(
-        scenario.call,
-        utterances,
-        streamed=streamed,
-        webhooks=webhooks,
-        plan=scenario.plan.kind,
-        extra={"namespace": scenario.namespace, "transport": "socket"},
-    )
-    return ScenarioResult(
-        scenario=scenario,
-        guid=guid,
-        call=call,
-        utterances=utterances,
-        webhooks=webhooks,
-        streamed=streamed,
-        actions=records,
-        journal=journal,
-        report=report,
-        policies=transcription.policies,
-    )
+    return collect_result(scenario, transcription, call, records, journal,
+                          extra={"transport": "socket"})  # fmt: skip
 
 
 async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord], Journal]:
