@@ -14,24 +14,16 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 from mgsim.media._base import AudioChunk, StereoCall, Wire
 from mgsim.media.audiohook import AudioHookSession, encode
+from mgsim.media.tones import two_tone_call
 
 RATE = 8000
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
 def _call(seconds: int) -> StereoCall:
-    rng = np.random.default_rng(4242)
-    t = np.arange(seconds * RATE) / RATE
-
-    def voice(freq: float) -> np.ndarray[Any, np.dtype[np.int16]]:
-        x = 6000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 1000, t.size)
-        return np.clip(x, -32768, 32767).astype(np.int16)
-
-    return StereoCall(voice(440), voice(1000))
+    return two_tone_call(seconds, seed=4242)
 
 
 def run(minutes: float = 10, repeats: int = 5, frame_ms: int = 200) -> dict[str, Any]:

@@ -14,10 +14,9 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 from mgsim.media._base import AudioChunk, StereoCall
 from mgsim.media.kvs import DEFAULT_EPOCH_MS, KinesisVideoStream, KvsConsumer, encode
+from mgsim.media.tones import two_tone_call
 
 RATE = 8000
 TARGET_X_REALTIME = 1000
@@ -26,14 +25,9 @@ CONTACT = "0f1e2d3c-4b5a-4697-8877-665544332211"
 
 
 def _call(minutes: float) -> StereoCall:
-    rng = np.random.default_rng(2024)
-    t = np.arange(int(minutes * 60 * RATE)) / RATE
-
-    def voice(freq: float) -> np.ndarray[Any, np.dtype[np.int16]]:
-        x = 7000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 1200, t.size)
-        return np.clip(x, -32768, 32767).astype(np.int16)
-
-    return StereoCall(voice(330), voice(910))
+    return two_tone_call(
+        minutes * 60, seed=2024, tones=(330.0, 910.0), levels=(7000.0, 7000.0), noise=1200.0
+    )
 
 
 def run(minutes: float = 10, repeats: int = 3) -> dict[str, Any]:

@@ -15,24 +15,16 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 from mgsim.media._base import AudioChunk, StereoCall, Wire
 from mgsim.media.siprec import SiprecSession, encode
+from mgsim.media.tones import two_tone_call
 
 RATE = 8000
 GUID = "0867617078-0032318833-2221801472-0002236962"
 
 
 def _call(seconds: int) -> StereoCall:
-    rng = np.random.default_rng(4242)
-    t = np.arange(seconds * RATE) / RATE
-
-    def voice(freq: float) -> np.ndarray[Any, np.dtype[np.int16]]:
-        x = 6000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 1000, t.size)
-        return np.clip(x, -32768, 32767).astype(np.int16)
-
-    return StereoCall(voice(440), voice(1000))
+    return two_tone_call(seconds, seed=4242)
 
 
 def run(
