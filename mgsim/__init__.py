@@ -21,6 +21,8 @@ from mgsim.contract.models import (
 from mgsim.errors import ApiError, MgsimError
 from mgsim.journal import Journal
 from mgsim.server.config import Faults, SimulatorConfig
+from mgsim.server.faults import FaultRule
+from mgsim.server.webhooks import WebhookFaults
 from mgsim.simulator import Simulator
 
 __version__ = "0.1.0.dev0"
@@ -31,6 +33,7 @@ __all__ = [
     "AsyncClient",
     "AutotranscribeParams",
     "Client",
+    "FaultRule",
     "Faults",
     "GenesysAudioHookParams",
     "Journal",
@@ -43,5 +46,6 @@ __all__ = [
     "SystemClock",
     "TwilioParams",
     "VirtualClock",
+    "WebhookFaults",
     "__version__",
 ]

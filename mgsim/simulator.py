@@ -3,7 +3,16 @@
 >>> sim = Simulator(virtual=True, seed=7)
 >>> sim.gateway.calls
 {}
+>>> from mgsim.server.faults import FaultRule
+>>> rule = sim.faults.add(FaultRule(endpoint="stop-streaming", error="503-01", count=1))
+>>> rule.id
+'r1'
 >>> sim.close()
+
+Its in-process transports honour the client's read timeout on the simulator's clock: an
+answer that comes at or after the client's deadline raises :class:`httpx.ReadTimeout`, as a
+real connection would, and a request the gateway holds (a timeout fault) ends when the
+client gives up. So retries after a timeout work the same in virtual and in real time.
 """
 
 from __future__ import annotations
@@ -18,8 +27,9 @@ import httpx
 
 from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.gateway import Gateway
-from mgsim.server.app import create_app
+from mgsim.server.app import DISCONNECT_AT, create_app
 from mgsim.server.config import SimulatorConfig
+from mgsim.server.faults import FaultRules
 from mgsim.server.webhooks import WebhookSender, WebhookSink
 
 __all__ = ["Simulator"]
@@ -62,7 +72,11 @@ class _PortalTransport(httpx.BaseTransport):
 
         async def send() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
             inner = httpx.Request(
-                request.method, request.url, headers=request.headers, content=body
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=body,
+                extensions=request.extensions,
             )
             response = await self._sim.async_transport().handle_async_request(inner)
             content = await response.aread()
@@ -72,12 +86,56 @@ class _PortalTransport(httpx.BaseTransport):
         return httpx.Response(status, headers=headers, content=content, request=request)
 
 
+def _read_timeout(request: httpx.Request) -> float | None:
+    timeout = request.extensions.get("timeout") or {}
+    value = timeout.get("read")
+    return float(value) if isinstance(value, int | float) else None
+
+
+class _InProcessTransport(httpx.AsyncBaseTransport):
+    """httpx's ASGITransport, plus the client's read timeout measured on the simulator's
+    clock (ASGITransport itself has no timeouts: it awaits the app however long it takes).
+
+    The app is told when the client gives up (scope extension ``DISCONNECT_AT``): a request
+    held by a timeout fault, or slowed past that instant, stops keeping the client waiting
+    then (the gateway still finishes a slow request, as a real server would). An answer that
+    comes at or after the deadline raises :class:`httpx.ReadTimeout`. The app runs in the
+    caller's task, so a request without faults is scheduled exactly as before.
+    """
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+        self._plain = httpx.ASGITransport(app=sim.app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = _read_timeout(request)
+        if timeout is None:
+            return await self._plain.handle_async_request(request)
+        clock = self._sim.clock
+        deadline = clock.now() + timeout
+        app = self._sim.app
+
+        async def told(scope: Any, receive: Any, send: Any) -> None:
+            extensions = {**(scope.get("extensions") or {}), DISCONNECT_AT: deadline}
+            await app({**scope, "extensions": extensions}, receive, send)
+
+        response = await httpx.ASGITransport(app=told).handle_async_request(request)
+        if clock.now() >= deadline:
+            await response.aclose()
+            raise httpx.ReadTimeout(f"no answer within {timeout:g} s", request=request)
+        return response
+
+
 class Simulator:
     """A simulated gateway with its clock, its call state and its ASGI app.
 
     ``virtual=True`` runs on a :class:`~mgsim.clock.VirtualClock` (instant, deterministic);
     ``seed`` makes ids and injected faults reproducible. ``sim.app`` can be served by any
     ASGI server; :class:`mgsim.Client` talks to it in-process by default.
+
+    Faults: ``config.faults`` for every request, :attr:`faults` (per-request rules; also
+    ``config.fault_rules`` and ``/_sim/v1/faults``) and ``config.webhook_faults`` for
+    transcript delivery (see docs/FAULTS.md).
     """
 
     def __init__(
@@ -95,17 +153,24 @@ class Simulator:
         self.config = config
         self.clock: Clock = clock or (VirtualClock() if virtual else SystemClock())
         self.gateway = Gateway(self.clock, random.Random(config.seed))
-        self.webhooks: WebhookSink | WebhookSender = WebhookSink()
+        # The webhook fault draws get their own seed, apart from the gateway's ids.
+        webhook_seed = None if config.seed is None else config.seed + 2
+        webhook_faults = config.webhook_faults.as_kwargs()
+        self.webhooks: WebhookSink | WebhookSender = WebhookSink(
+            seed=webhook_seed, clock=self.clock, **webhook_faults
+        )
         if config.webhook_url:
             self.webhooks = WebhookSender(
                 config.webhook_url,
                 secret=config.webhook_secret,
                 secret_header_name=config.webhook_secret_header,
                 seed=config.seed,
+                clock=self.clock,
+                **webhook_faults,
             )
         self.gateway.transcription.webhooks = self.webhooks
         self.app = create_app(config, clock=self.clock, gateway=self.gateway)
-        self._async_transport = httpx.ASGITransport(app=self.app)
+        self._async_transport = _InProcessTransport(self)
         self._lock = threading.Lock()
         self._runner: _LoopThread | None = None
 
@@ -114,7 +179,14 @@ class Simulator:
         """The server state (config, counters, limits) behind :attr:`app`."""
         return self.app.state.mgsim
 
-    def async_transport(self) -> httpx.ASGITransport:
+    @property
+    def faults(self) -> FaultRules:
+        """The per-request fault rules: ``add(FaultRule(...))``, ``remove(id)``, ``clear()``,
+        iterate for the rules with their counters."""
+        rules: FaultRules = self.app.state.mgsim.rules
+        return rules
+
+    def async_transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport for :class:`httpx.AsyncClient` that calls :attr:`app` directly."""
         return self._async_transport
 

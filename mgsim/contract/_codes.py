@@ -31,6 +31,7 @@ _TABLE = [
     ErrorCode(500, "500-01", "Internal server error"),
     ErrorCode(500, "500-201", "Internal error"),
     ErrorCode(503, "503-01", "Service Unavailable"),
+    ErrorCode(504, "504-01", "Gateway Timeout"),
 ]
 
 CODES: dict[str, ErrorCode] = {c.code: c for c in _TABLE}

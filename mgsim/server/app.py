@@ -3,21 +3,30 @@
 Every vendor request passes the same steps, in the order a real API gateway applies them::
 
     credentials (401/403) → body size (413) → spike arrest, quota (429) → injected faults
-    (503/500/429) → JSON (400-01) → contract schema (400-201) → rules (400-201/202)
-    → call state (400-203, 409-201/202/203) → 200
+    (fault rules, else the simulator's Faults: latency, an error, a timeout) → JSON (400-01)
+    → contract schema (400-201) → rules (400-201/202) → call state (400-203,
+    409-201/202/203) → 200
 
 Every answer other than a success uses the vendor envelope with a fresh ``requestId``; an
 unexpected exception becomes ``500-201`` in the envelope, never a bare 500.
+
+A request under a timeout fault is held until its client disconnects or
+``SimulatorConfig.hang_cap_s`` passes (then 504-01). The in-process transport of
+:class:`mgsim.Simulator` puts the instant its client gives up into the scope
+(``scope["extensions"][DISCONNECT_AT]``, on the simulator's clock), so the hold ends exactly
+then on any clock, virtual ones included; under a real server the disconnect is awaited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,17 +35,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mgsim.clock import Clock, SystemClock
+from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.contract import ContractViolation, Problem, spec_text, validate
 from mgsim.gateway import ROLES, Gateway, StartParams
+from mgsim.server import injection
 from mgsim.server.config import SimulatorConfig
+from mgsim.server.faults import (
+    FaultDecision,
+    FaultRules,
+)
+from mgsim.server.injection import (
+    DISCONNECT_AT,
+    draw_faults,
+    sim_faults_add,
+    sim_faults_clear,
+    sim_faults_delete,
+    sim_faults_list,
+)
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
 from mgsim.transports.hub import MediaHub
 from mgsim.transports.routes import media_lifespan, media_routes
 
-__all__ = ["ServerState", "create_app"]
+__all__ = ["DISCONNECT_AT", "ServerState", "create_app"]
 
 log = logging.getLogger("mgsim.server")
 
@@ -59,7 +81,10 @@ class ServerState:
     fault_rng: random.Random
     spike: SpikeArrest | None
     quota: DailyQuota | None
+    rules: FaultRules
     counters: dict[str, int] = field(default_factory=dict)
+    background: set[asyncio.Task[Response]] = field(default_factory=set)
+    """Requests still being processed after their in-process client gave up."""
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -117,20 +142,25 @@ def _check_limits(state: ServerState) -> None:
         )
 
 
-def _draw_faults(state: ServerState) -> float:
-    """Raise an injected error, or return the seconds of latency this request suffers."""
-    faults = state.config.faults
-    delay = faults.latency_ms + (
-        state.fault_rng.uniform(0.0, faults.jitter_ms) if faults.jitter_ms else 0.0
+def _finished(state: ServerState, task: asyncio.Task[Response]) -> None:
+    state.background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("request finished after its client left failed", exc_info=task.exception())
+
+
+async def _withhold(state: ServerState, request: Request, decision: FaultDecision) -> Response:
+    """Give no answer until the client leaves; 504-01 if it is still there at the cap."""
+    cap = state.config.hang_cap_s
+    if await injection.client_gone_within(state, request, cap):
+        state.count("client-gone")
+    return _envelope(
+        state,
+        Problem(
+            "504-01",
+            f"Gateway timeout: no answer within {cap:g} s "
+            f"(injected {decision.timeout}, rule {decision.rule_id})",
+        ),
     )
-    draw = state.fault_rng.random()
-    if draw < faults.rate_503:
-        raise Problem("503-01", "Service unavailable (injected fault)")
-    if draw < faults.rate_503 + faults.rate_500:
-        raise Problem("500-201", "Internal error (injected fault)")
-    if draw < faults.rate_503 + faults.rate_500 + faults.rate_429:
-        raise Problem("429-01", "Too many requests (injected fault)")
-    return delay / 1000.0
 
 
 def _parse_json(raw: bytes, schema: str) -> dict[str, Any]:
@@ -151,13 +181,26 @@ Handler = Callable[[ServerState, Request, dict[str, Any] | None], Awaitable[Resp
 
 
 def _endpoint(
-    handler: Handler, *, schema: str | None = None, vendor: bool = True, per_call: bool = False
+    handler: Handler,
+    *,
+    schema: str | None = None,
+    vendor: bool = True,
+    per_call: bool = False,
+    name: str = "",
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler in the common pipeline and the error envelope.
 
-    Injected latency is spent before the handler runs, except for ``per_call`` handlers
-    (start/stop), which spend it while holding their call, as a slow gateway would.
+    Vendor endpoints (``name`` is what fault rules match) meet injected faults. Injected
+    latency is spent before the handler runs, except for ``per_call`` handlers (start/stop),
+    which spend it while holding their call, as a slow gateway would.
     """
+
+    async def process(state: ServerState, request: Request, raw: bytes) -> Response:
+        try:
+            body = _parse_json(raw, schema) if schema else None
+            return await handler(state, request, body)
+        except Problem as problem:
+            return _envelope(state, problem)
 
     async def endpoint(request: Request) -> Response:
         state: ServerState = request.app.state.mgsim
@@ -166,11 +209,42 @@ def _endpoint(
             _check_credentials(state, request)
             raw = await _read_body(state, request)
             _check_limits(state)
-            request.state.delay = _draw_faults(state) if vendor else 0.0
-            if request.state.delay and not per_call:
-                await state.clock.asleep(request.state.delay)
-            body = _parse_json(raw, schema) if schema else None
-            return await handler(state, request, body)
+            fault = draw_faults(state, request, raw, name) if vendor else FaultDecision(None)
+            if fault.error is not None or fault.timeout == "hang":
+                # Never processed: the fault's latency passes, then the error or the hold.
+                if fault.delay_s:
+                    await state.clock.asleep(fault.delay_s)
+                if fault.error is not None:
+                    raise injection.injected(fault)
+                return await _withhold(state, request, fault)
+            request.state.delay = fault.delay_s
+
+            async def run() -> Response:
+                if request.state.delay and not per_call:
+                    await state.clock.asleep(request.state.delay)
+                return await process(state, request, raw)
+
+            gives_up_at = injection.gives_up_at(request)
+            if (
+                fault.delay_s
+                and gives_up_at is not None
+                and not isinstance(state.clock, VirtualClock)
+                and state.clock.now() + fault.delay_s >= gives_up_at
+            ):
+                # In process, the client leaves before this answer: the request goes on in
+                # the background, as on a real server, while the client's wait ends on time.
+                # (A manual VirtualClock cannot run two sleeps side by side: there the
+                # request runs in line and the transport drops the late answer.)
+                task = asyncio.ensure_future(run())
+                state.background.add(task)
+                task.add_done_callback(partial(_finished, state))
+                await state.clock.asleep(max(0.0, gives_up_at - state.clock.now()))
+                state.count("client-gone")
+                return Response(status_code=504)  # nobody reads it
+            response = await run()
+            if fault.timeout == "lost-response":
+                return await _withhold(state, request, fault)
+            return response
         except Problem as problem:
             return _envelope(state, problem)
         except Exception:
@@ -338,20 +412,25 @@ def create_app(
         gateway=gateway,
         tokens=TwilioTokens(clock, config.twilio_url_ttl_s),
         fault_rng=random.Random(None if seed is None else seed + 1),
+        rules=FaultRules(config.fault_rules, seed=seed),
         spike=SpikeArrest(config.spike_arrest_per_s, clock) if config.spike_arrest_per_s else None,
         quota=DailyQuota(config.daily_quota, clock) if config.daily_quota else None,
     )
     routes = [
         Route(
             START,
-            _endpoint(_start, schema="StartStreamingRequest", per_call=True),
+            _endpoint(
+                _start, schema="StartStreamingRequest", per_call=True, name="start-streaming"
+            ),
             methods=["POST"],
         ),
         Route(
-            STOP, _endpoint(_stop, schema="StopStreamingRequest", per_call=True), methods=["POST"]
+            STOP,
+            _endpoint(_stop, schema="StopStreamingRequest", per_call=True, name="stop-streaming"),
+            methods=["POST"],
         ),
-        Route(TWILIO_URL, _endpoint(_twilio_url), methods=["GET"]),
-        Route(MESSAGES, _endpoint(_messages), methods=["GET"]),
+        Route(TWILIO_URL, _endpoint(_twilio_url, name="twilio-media-stream-url"), methods=["GET"]),
+        Route(MESSAGES, _endpoint(_messages, name="conversation-messages"), methods=["GET"]),
         Route(
             "/_sim/v1/calls",
             _endpoint(_sim_open, schema="SimCallRequest", vendor=False),
@@ -359,6 +438,22 @@ def create_app(
         ),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_get, vendor=False), methods=["GET"]),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]),
+        Route("/_sim/v1/faults", _endpoint(sim_faults_list, vendor=False), methods=["GET"]),
+        Route(
+            "/_sim/v1/faults",
+            _endpoint(sim_faults_add, schema="FaultRuleRequest", vendor=False),
+            methods=["POST"],
+        ),
+        Route(
+            "/_sim/v1/faults",
+            _endpoint(sim_faults_clear, vendor=False),
+            methods=["DELETE"],
+        ),
+        Route(
+            "/_sim/v1/faults/{ruleId}",
+            _endpoint(sim_faults_delete, vendor=False),
+            methods=["DELETE"],
+        ),
         Route("/openapi.yaml", _openapi, methods=["GET"]),
         # Real media transports: Twilio/AudioHook WebSockets, Kinesis Video over HTTP.
         *media_routes(TWILIO_WS_PREFIX, lambda h: _endpoint(h, vendor=False)),

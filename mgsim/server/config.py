@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 
 from mgsim.errors import ConfigError
+from mgsim.server.faults import FaultRule
+from mgsim.server.webhooks import WebhookFaults
 
 __all__ = [
     "DEFAULT_API_ID",
@@ -33,6 +35,8 @@ class Faults:
     ``latency_ms`` is added to every vendor request before it takes effect (plus a uniform
     jitter of up to ``jitter_ms``); the rates are probabilities per request of answering
     503-01, 500-201 or 429-01 instead of processing it. A rejected request changes nothing.
+    These apply to every request that no :class:`~mgsim.server.faults.FaultRule` decides
+    (see ``SimulatorConfig.fault_rules`` and docs/FAULTS.md).
     """
 
     latency_ms: float = 0.0
@@ -84,6 +88,17 @@ class SimulatorConfig:
     """Where transcript webhooks are POSTed (None: kept in memory only)."""
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_secret_header: str = "X-Webhook-Secret"
+    webhook_faults: WebhookFaults = field(default_factory=WebhookFaults)
+    """Drops and delays of transcript webhooks (whichever target is in use)."""
+    fault_rules: tuple[FaultRule, ...] = ()
+    """Per-request fault rules the simulator starts with, tried in order before ``faults``;
+    more can be added at run time (``Simulator.faults``, ``POST /_sim/v1/faults``)."""
+    hang_cap_s: float = 30.0
+    """How long a request under a timeout rule is held at most when its client does not
+    give up first; then the gateway answers 504-01."""
+    rtp_timeout_s: float = 30.0
+    """RTP silence after which a SIPREC call whose BYE never came is ended as dropped
+    (``media-timeout``); paused recordings do not count."""
 
     def __post_init__(self) -> None:
         if not self.api_id or not self.api_secret:
@@ -100,6 +115,13 @@ class SimulatorConfig:
             low, high = self.rtp_ports
             if not 1024 <= low < high <= 65535:
                 raise ConfigError("rtp_ports must be a range (low, high) within 1024..65535")
+        object.__setattr__(self, "fault_rules", tuple(self.fault_rules))
+        if not all(isinstance(rule, FaultRule) for rule in self.fault_rules):
+            raise ConfigError("fault_rules must be FaultRule instances")
+        if not 0 < self.hang_cap_s <= 3600:
+            raise ConfigError("hang_cap_s must be in (0, 3600] seconds")
+        if not self.rtp_timeout_s > 0:
+            raise ConfigError("rtp_timeout_s must be > 0 seconds")
         if not self.audiohook_api_key or not self.audiohook_client_secret:
             raise ConfigError("the AudioHook API key and client secret must not be empty")
 

@@ -14,10 +14,16 @@ with one of three outcomes:
 Both targets share :class:`WebhookTarget`: ``await target.deliver(body)``.
 :class:`WebhookSink` keeps every body in memory (tests, notebooks);
 :class:`WebhookSender` POSTs it as JSON with the shared secret in a header (the vendor's
-"secret in a header" option; mTLS and OAuth2 are not simulated), optionally after a delay
-and with a seeded drop rate. The secret never appears in logs, records, reprs or errors:
-records name the target without credentials or query string, and exception texts are
-scrubbed of the secret before they are kept.
+"secret in a header" option; mTLS and OAuth2 are not simulated). The secret never appears in
+logs, records, reprs or errors: records name the target without credentials or query
+string, and exception texts are scrubbed of the secret before they are kept.
+
+Both targets take the same faults (:class:`WebhookFaults`, or the keyword arguments
+``drop_rate``, ``drop_next``, ``delay_ms``, ``seed``): a seeded share of bodies, or the next
+N, is dropped (recorded as ``dropped``, never silently missing), and each delivery can wait
+on the clock first. So every body handed to a target is accounted for::
+
+    target.offered == sum(target.counts.values()) + target.in_flight
 
 >>> import asyncio
 >>> sink = WebhookSink()
@@ -29,6 +35,8 @@ scrubbed of the secret before they are kept.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import logging
 import random
@@ -48,6 +56,7 @@ __all__ = [
     "DEFAULT_SECRET_HEADER",
     "DeliveryRecord",
     "Outcome",
+    "WebhookFaults",
     "WebhookSender",
     "WebhookSink",
     "WebhookTarget",
@@ -102,10 +111,68 @@ def _describe(body: Mapping[str, Any]) -> tuple[str | None, str | None, int | No
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookFaults:
+    """Fault injection on webhook delivery (``SimulatorConfig.webhook_faults``).
+
+    ``drop_rate``: the seeded share of bodies discarded unsent; ``drop_next``: the next N
+    bodies are discarded whatever the rate; ``delay_ms``: a wait before each delivery, a
+    number or a ``(low, high)`` range drawn uniformly.
+
+    >>> WebhookFaults(drop_next=2).as_kwargs()["drop_next"]
+    2
+    """
+
+    drop_rate: float = 0.0
+    drop_next: int = 0
+    delay_ms: float | tuple[float, float] = 0.0
+
+    def __post_init__(self) -> None:
+        _check_faults(self.drop_rate, self.drop_next, self.delay_ms)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`WebhookSink` or :class:`WebhookSender`."""
+        return {"drop_rate": self.drop_rate, "drop_next": self.drop_next, "delay_ms": self.delay_ms}
+
+
+def _check_faults(
+    drop_rate: float, drop_next: int, delay_ms: float | tuple[float, float]
+) -> tuple[float, float]:
+    if not 0.0 <= drop_rate <= 1.0:
+        raise ConfigError(f"drop_rate must be in [0, 1], got {drop_rate}")
+    if isinstance(drop_next, bool) or not isinstance(drop_next, int) or drop_next < 0:
+        raise ConfigError("drop_next must be an integer >= 0")
+    low, high = delay_ms if isinstance(delay_ms, tuple) else (delay_ms, delay_ms)
+    if not 0 <= low <= high:
+        raise ConfigError("delay_ms must be >= 0 (and low <= high for a range)")
+    return float(low), float(high)
+
+
 class _Records:
-    def __init__(self) -> None:
+    """Records, counts and the fault draws both targets share."""
+
+    target: str
+
+    def __init__(
+        self,
+        *,
+        drop_rate: float = 0.0,
+        drop_next: int = 0,
+        delay_ms: float | tuple[float, float] = 0.0,
+        seed: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.delay_range_ms = _check_faults(drop_rate, drop_next, delay_ms)
+        self.drop_rate = drop_rate
+        self._drop_next = drop_next
+        self._rng = random.Random(seed)
+        self._clock: Clock = clock or SystemClock()
         self.records: list[DeliveryRecord] = []
         self._seq = itertools.count()
+        self.offered = 0
+        """Bodies handed to this target so far."""
+        self.in_flight = 0
+        """Deliveries begun and not yet recorded (waiting out a delay, or sending)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -113,26 +180,107 @@ class _Records:
         seen = Counter(r.outcome for r in self.records)
         return {o: seen.get(o, 0) for o in ("delivered", "failed", "dropped")}
 
+    @property
+    def drops_pending(self) -> int:
+        """How many of the next deliveries :meth:`drop_next` will still drop."""
+        return self._drop_next
+
+    def drop_next(self, n: int) -> None:
+        """Drop the next ``n`` deliveries (replacing any earlier ``drop_next``)."""
+        _check_faults(0.0, n, 0.0)
+        self._drop_next = n
+
+    def _begin(self, body: Mapping[str, Any]) -> tuple[DeliveryRecord, float]:
+        """Number the delivery and draw its faults: a ``dropped`` record (already kept), or
+        the record to complete and the delay (ms) to wait first."""
+        seq = next(self._seq)
+        self.offered += 1
+        guid, role, start = _describe(body)
+        # Both draws are made for every body, so one fault setting never shifts the other's.
+        by_rate = self._rng.random() < self.drop_rate
+        low, high = self.delay_range_ms
+        delay = self._rng.uniform(low, high) if high > low else low
+        reason = None
+        if self._drop_next > 0:
+            self._drop_next -= 1
+            reason = "dropped by fault injection (drop_next)"
+        elif by_rate:
+            reason = "dropped by fault injection (drop_rate)"
+        if reason is not None:
+            record = DeliveryRecord(seq, self.target, "dropped", guid, role, start, error=reason)
+            log.info("webhook %d for guid %s %s", seq, guid, reason)
+            self.records.append(record)
+            return record, 0.0
+        pending = DeliveryRecord(seq, self.target, "delivered", guid, role, start, delay_ms=delay)
+        return pending, delay
+
 
 class WebhookSink(_Records):
-    """Keeps every body it is given, in order; every delivery succeeds."""
+    """Keeps every body it is given, in order; every delivery that is not dropped succeeds.
+
+    Faults (keyword arguments, see :class:`WebhookFaults`) wait on ``clock``; with a delay,
+    :meth:`deliver_nowait` stores the body from a task on the running loop once the delay is
+    over (or sleeps on the clock when no loop runs).
+    """
 
     target = "memory"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        drop_rate: float = 0.0,
+        drop_next: int = 0,
+        delay_ms: float | tuple[float, float] = 0.0,
+        seed: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            drop_rate=drop_rate, drop_next=drop_next, delay_ms=delay_ms, seed=seed, clock=clock
+        )
         self.bodies: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[DeliveryRecord]] = set()
 
-    def deliver_nowait(self, body: Mapping[str, Any]) -> DeliveryRecord:
-        """Store ``body`` (a copy) and record it as delivered."""
+    def _store(self, pending: DeliveryRecord, body: Mapping[str, Any]) -> DeliveryRecord:
         self.bodies.append(dict(body))
-        guid, role, start = _describe(body)
-        record = DeliveryRecord(next(self._seq), self.target, "delivered", guid, role, start)
-        self.records.append(record)
-        return record
+        self.records.append(pending)
+        return pending
+
+    async def _store_later(
+        self, pending: DeliveryRecord, body: Mapping[str, Any]
+    ) -> DeliveryRecord:
+        # The caller counted the delivery in flight, so it is accounted for from the start.
+        try:
+            await self._clock.asleep(pending.delay_ms / 1000.0)
+            return self._store(pending, body)
+        finally:
+            self.in_flight -= 1
+
+    def deliver_nowait(self, body: Mapping[str, Any]) -> DeliveryRecord | None:
+        """Store ``body`` (a copy) and record it; None when a delay defers the storing."""
+        pending, delay = self._begin(body)
+        if pending.outcome == "dropped":
+            return pending
+        if not delay:
+            return self._store(pending, body)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._clock.sleep(delay / 1000.0)
+            return self._store(pending, body)
+        self.in_flight += 1
+        task = loop.create_task(self._store_later(pending, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
 
     async def deliver(self, body: Mapping[str, Any]) -> DeliveryRecord:
-        return self.deliver_nowait(body)
+        pending, delay = self._begin(body)
+        if pending.outcome == "dropped":
+            return pending
+        if not delay:
+            return self._store(pending, body)
+        self.in_flight += 1
+        return await self._store_later(pending, body)
 
     def for_guid(self, guid: str) -> list[dict[str, Any]]:
         """The bodies delivered for one call."""
@@ -148,9 +296,9 @@ class WebhookSender(_Records):
 
     ``client`` is an ``httpx.AsyncClient`` (for tests, one with a ``MockTransport``); without
     one the sender makes its own on first use and closes it in :meth:`aclose`. Faults:
-    ``drop_rate`` discards that share of bodies unsent, ``delay_ms`` (a number, or a
-    ``(low, high)`` range drawn uniformly) waits on ``clock`` before each send; ``seed``
-    makes the draws reproducible. No delivery is ever retried.
+    ``drop_rate`` discards that share of bodies unsent, ``drop_next`` the next N,
+    ``delay_ms`` (a number, or a ``(low, high)`` range drawn uniformly) waits on ``clock``
+    before each send; ``seed`` makes the draws reproducible. No delivery is ever retried.
     """
 
     def __init__(
@@ -161,23 +309,21 @@ class WebhookSender(_Records):
         secret: str | None = None,
         client: httpx.AsyncClient | None = None,
         drop_rate: float = 0.0,
+        drop_next: int = 0,
         delay_ms: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         timeout_s: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            drop_rate=drop_rate, drop_next=drop_next, delay_ms=delay_ms, seed=seed, clock=clock
+        )
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
             raise ConfigError("the webhook url is not a valid URL") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ConfigError("the webhook url must be an absolute http(s) URL")
-        if not 0.0 <= drop_rate <= 1.0:
-            raise ConfigError(f"drop_rate must be in [0, 1], got {drop_rate}")
-        low, high = delay_ms if isinstance(delay_ms, tuple) else (delay_ms, delay_ms)
-        if not 0 <= low <= high:
-            raise ConfigError("delay_ms must be >= 0 (and low <= high for a range)")
         if not secret_header_name or not secret_header_name.isascii():
             raise ConfigError("secret_header_name must be a non-empty ASCII header name")
         self.url = url
@@ -187,11 +333,7 @@ class WebhookSender(_Records):
         self._secret = secret
         self._client = client
         self._owns_client = client is None
-        self.drop_rate = drop_rate
-        self.delay_range_ms = (float(low), float(high))
         self.timeout_s = timeout_s
-        self._rng = random.Random(seed)
-        self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
         secret = "set" if self._secret else "none"
@@ -212,17 +354,19 @@ class WebhookSender(_Records):
 
     async def deliver(self, body: Mapping[str, Any]) -> DeliveryRecord:
         """Send one body (or drop it); never raises for a delivery that goes wrong."""
-        seq = next(self._seq)
-        guid, role, start = _describe(body)
-        # Both draws are made for every body, so one fault setting never shifts the other's.
-        dropped = self._rng.random() < self.drop_rate
-        low, high = self.delay_range_ms
-        delay = self._rng.uniform(low, high) if high > low else low
-        if dropped:
-            record = DeliveryRecord(seq, self.target, "dropped", guid, role, start)
-            log.info("webhook %d for guid %s dropped by fault injection", seq, guid)
-            self.records.append(record)
-            return record
+        pending, delay = self._begin(body)
+        if pending.outcome == "dropped":
+            return pending
+        self.in_flight += 1
+        try:
+            return await self._send(pending, body, delay)
+        finally:
+            self.in_flight -= 1
+
+    async def _send(
+        self, pending: DeliveryRecord, body: Mapping[str, Any], delay: float
+    ) -> DeliveryRecord:
+        seq, guid = pending.seq, pending.guid
         if delay:
             await self._clock.asleep(delay / 1000.0)
         headers = {self.secret_header_name: self._secret} if self._secret else {}
@@ -236,17 +380,12 @@ class WebhookSender(_Records):
             error = self._scrub(f"{type(exc).__name__}: {exc}")
         elapsed = (time.perf_counter() - began) * 1000.0
         ok = status is not None and 200 <= status < 300
-        record = DeliveryRecord(
-            seq,
-            self.target,
-            "delivered" if ok else "failed",
-            guid,
-            role,
-            start,
-            status,
-            error,
-            delay,
-            elapsed,
+        record = dataclasses.replace(
+            pending,
+            outcome="delivered" if ok else "failed",
+            status=status,
+            error=error,
+            elapsed_ms=elapsed,
         )
         if not ok:
             log.warning(
