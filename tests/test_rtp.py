@@ -147,6 +147,21 @@ def test_duplicates_dropped_and_late_packets_refused() -> None:
     assert (rx.duplicates, rx.late) == (2, 1)
 
 
+def test_a_packet_counted_lost_that_arrives_late_is_counted_once() -> None:
+    rx = RtpReceiver("0", reorder_window=4)
+    events: list[Event] = []
+    for k in [0, *range(2, 12)]:  # 1 is missing long enough to be declared lost
+        events += rx.push(packet(k, 160 * k), 160 * k)
+    assert rx.lost == 1 and sum(a.count for a in anomalies(events, "loss")) == 1
+    late = rx.push(packet(1, 160), 160)
+    assert [a.kind for a in late if isinstance(a, Anomaly)] == ["recovered", "late"]
+    assert (rx.lost, rx.late, rx.received) == (0, 1, 11)
+    # Any other old packet is a plain late one: nothing was lost for it.
+    again = rx.push(packet(1, 160), 160)
+    assert [a.kind for a in again if isinstance(a, Anomaly)] == ["late"]
+    assert (rx.lost, rx.late) == (0, 2)
+
+
 def test_huge_gap_counted_at_once() -> None:
     rx = RtpReceiver("0")
     rx.push(packet(0, 0), 0)

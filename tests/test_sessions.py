@@ -271,6 +271,7 @@ def test_kvs_contact_change_ends_the_previous_call(gw: Gateway, stereo: StereoCa
     feed_all(session, fragments(stereo, CONTACT_B, kvs.DEFAULT_EPOCH_MS + 60_000)[:3])
     old = gw.ended[CONTACT_A]
     assert old.closed_at is not None and not old.streaming
+    assert (old.accounting.ended_by, old.accounting.end_reason) == ("platform", "contact-changed")
     assert old.segments[0].samples == {"customer": 4000, "agent": 4000}
     assert gw.calls[CONTACT_B].timeline("AUDIO_FROM_CUSTOMER").received_samples == 2400
     assert session.call is gw.calls[CONTACT_B]

@@ -19,6 +19,15 @@ So when the sender's count is known, ``sent == received + dropped + lost``
 decoder observations (reordering, DTMF, gaps later filled) are kept in ``anomalies``; they
 are not messages on the wire.
 
+How the media session ended is kept too (:meth:`Accounting.note_end`): ``ended_by`` is
+``"platform"`` when the platform's own closing handshake came (Twilio ``stop``, AudioHook
+``close``, SIP ``BYE``, the Kinesis producer ending its stream), ``"drop"`` when the
+connection died without it (``end_reason`` says how: ``"connection-lost"`` for a socket
+that vanished, ``"media-timeout"`` for RTP that stopped, ``"no-stop"``/``"no-close"``/
+``"no-bye"`` for a connection closed without the handshake) and ``"error"`` when the
+gateway ended it after a protocol error (``end_reason`` is the error's reason). Either way
+the call hangs up: its open segment closes and what was streamed is transcribed.
+
 >>> acc = Accounting()
 >>> acc.note_received(streamed=True); acc.note_dropped("duplicate"); acc.note_lost(2)
 >>> acc.balanced(4), acc.as_dict()["dropped"]
@@ -31,12 +40,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DROP_REASONS", "Accounting"]
+__all__ = ["DROP_REASONS", "END_KINDS", "Accounting"]
 
 DROP_REASONS = frozenset(
     {"duplicate", "late", "paused", "decode-error", "after-close", "after-error", "out-of-range"}
 )
 """The reasons a media message can be dropped for."""
+
+END_KINDS = frozenset({"platform", "drop", "error"})
+"""How a media session can end (see :meth:`Accounting.note_end`)."""
 
 
 @dataclass(slots=True)
@@ -52,6 +64,10 @@ class Accounting:
     """Decoder errors by their ``MediaError.reason`` (each also drops its message)."""
     anomalies: Counter[str] = field(default_factory=Counter)
     """Every decoder :class:`~mgsim.media._base.Anomaly` kind seen, with its count."""
+    ended_by: str | None = None
+    """``"platform"``, ``"drop"`` or ``"error"`` once the media session ended (None before)."""
+    end_reason: str | None = None
+    """The platform's close reason, the drop's reason or the error's reason."""
 
     def note_received(self, *, streamed: bool) -> None:
         self.received += 1
@@ -72,6 +88,28 @@ class Accounting:
         if dropped:
             self.note_dropped("decode-error")
 
+    def note_end(self, kind: str, reason: str) -> bool:
+        """Record how the media session ended; the first call wins. Return whether this
+        one was recorded.
+
+        >>> acc = Accounting()
+        >>> acc.note_end("drop", "connection-lost"), acc.note_end("platform", "stop")
+        (True, False)
+        >>> acc.ended_by, acc.end_reason
+        ('drop', 'connection-lost')
+        """
+        if kind not in END_KINDS:
+            raise ValueError(f"unknown end kind {kind!r}")
+        if self.ended_by is not None:
+            return False
+        self.ended_by, self.end_reason = kind, reason
+        return True
+
+    @property
+    def dropped_connection(self) -> bool:
+        """True when the media connection died without the platform's closing handshake."""
+        return self.ended_by == "drop"
+
     @property
     def total(self) -> int:
         """Messages accounted for: received + dropped + lost."""
@@ -90,4 +128,6 @@ class Accounting:
             "lost": self.lost,
             "errors": dict(sorted(self.errors.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
+            "ended_by": self.ended_by,
+            "end_reason": self.end_reason,
         }

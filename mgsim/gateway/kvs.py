@@ -194,6 +194,8 @@ class KvsMedia:
             raise
         if any(isinstance(e, SessionClosed) for e in events):
             # Another contact now writes this stream: the previous call is over.
+            if watcher.call is not None:
+                watcher.call.accounting.note_end("platform", "contact-changed")
             self._hang_up(watcher)
             watcher = self._watchers[arn] = _Watcher(KvsConsumer(stream_arn=arn))
             events = watcher.consumer.feed(data)

@@ -3,6 +3,20 @@
 :class:`MediaSession` turns a decoder's events into call state and accounting; the
 per-platform subclasses in :mod:`mgsim.gateway.sessions` only say how to decode, close and
 answer an error. :func:`is_media` defines the unit of accounting: one media message.
+
+A session ends in one of three ways, recorded in the call's accounting
+(:meth:`~mgsim.gateway.accounting.Accounting.note_end`):
+
+* the platform's closing handshake arrives through :meth:`MediaSession.feed` (Twilio
+  ``stop``, AudioHook ``close``, SIP ``BYE``): ``ended_by="platform"``;
+* the connection ends without it: :meth:`MediaSession.close` (a socket closed cleanly, end
+  reason ``"no-stop"``, ``"no-close"`` or ``"no-bye"``) or :meth:`MediaSession.drop` (it
+  died: ``"connection-lost"``, ``"media-timeout"`` or any reason the caller gives):
+  ``ended_by="drop"``. The decoder is flushed first, so loss it can still see is counted;
+* a protocol error made the gateway end it: ``ended_by="error"``.
+
+In every case the call hangs up: the open segment closes and what it streamed is
+transcribed and delivered; a later start- or stop-streaming answers as for any ended call.
 """
 
 from __future__ import annotations
@@ -69,6 +83,7 @@ class MediaSession:
 
     namespace: str = ""
     transport: str = ""
+    no_handshake = "no-close"  # the end reason when the connection closes without one
     _drop_late_as = "late"  # what a decoder's "late" anomaly means for this platform
     _loss_is_wire_loss = True  # whether "loss" anomalies count messages lost on the wire
 
@@ -80,6 +95,7 @@ class MediaSession:
         self.closed = False
         self.failed = False
         self._own = Accounting()  # until a call exists
+        self._ending: str | None = None  # the drop reason while close()/drop() runs
 
     @property
     def accounting(self) -> Accounting:
@@ -106,17 +122,43 @@ class MediaSession:
         return self._apply(events, media)
 
     def close(self) -> list[Reply]:
-        """The connection ended: flush the decoder and hang up the call if still open."""
+        """The connection ended: flush the decoder and hang up the call if still open.
+
+        A call whose closing handshake never came is recorded as dropped, with the
+        platform's :attr:`no_handshake` reason.
+        """
+        return self._end(self.no_handshake)
+
+    def drop(self, reason: str = "connection-lost") -> list[Reply]:
+        """The connection died mid-call without the platform's closing handshake.
+
+        Like :meth:`close` (the decoder is flushed and the call hangs up), but the end is
+        recorded as a drop with ``reason``. Nothing happens if the session already ended.
+
+        >>> from mgsim.clock import VirtualClock
+        >>> from mgsim.gateway.sessions import open_media_session
+        >>> session = open_media_session(Gateway(VirtualClock()), "twilio")
+        >>> session.drop("connection-lost")
+        []
+        """
+        return self._end(reason)
+
+    def _end(self, drop_reason: str) -> list[Reply]:
         if self.closed:
             return []
         self.closed = True
+        self._ending = drop_reason
         try:
-            events = self._decoder_close()
-        except MediaError as exc:
-            self._count_error(exc)
-            events = []
-        replies = self._apply(events, media=False)
-        self._hang_up()
+            try:
+                events = self._decoder_close()
+            except MediaError as exc:
+                self._count_error(exc)
+                events = []
+            replies = self._apply(events, media=False)
+            self._note_end(None)
+            self._hang_up()
+        finally:
+            self._ending = None
         return replies
 
     # -- for subclasses
@@ -148,6 +190,20 @@ class MediaSession:
         # A refused media message is dropped; a refused control message only counts.
         self.accounting.note_error(exc.reason, dropped=media)
         return self._error_replies(exc)
+
+    def _note_end(self, platform_reason: str | None) -> None:
+        """Record how the session ended on its call: ``platform_reason`` is the
+        platform's own close reason; None means the connection ended without one."""
+        call = self.call
+        if call is None or call.accounting.ended_by is not None:
+            return
+        acc = call.accounting
+        if self.failed or self.close_code is not None:
+            acc.note_end("error", next(reversed(self.errors), "error"))
+        elif platform_reason is not None and self._ending is None:
+            acc.note_end("platform", platform_reason)
+        elif call.closed_at is None:
+            acc.note_end("drop", self._ending or self.no_handshake)
 
     def _hang_up(self) -> None:
         call = self.call
@@ -211,12 +267,15 @@ class MediaSession:
                 if self.call is not None:
                     self.call.note_resumed(event.at_sample)
             elif isinstance(event, SessionClosed):
+                self._note_end(event.reason)
                 self._on_closed(event.reason)
         if media:
-            if placed:
-                self.accounting.note_received(streamed=streamed)
-            elif drop is not None:
+            if drop is not None and not placed:
                 self.accounting.note_dropped(drop)
+            else:
+                # Decoded, even when it carried no samples to place (an empty payload, or
+                # RTP audio wholly before its stream's anchor): every message counts once.
+                self.accounting.note_received(streamed=streamed)
         return replies
 
     def _anomaly(self, event: Anomaly) -> str | None:
@@ -225,6 +284,8 @@ class MediaSession:
         acc.anomalies[event.kind] += event.count
         if event.kind == "loss" and self._loss_is_wire_loss:
             acc.note_lost(event.count)
+        elif event.kind == "recovered" and self._loss_is_wire_loss:
+            acc.note_lost(-event.count)  # counted lost earlier; arrived after all
         elif event.kind == "duplicate":
             return "duplicate"
         elif event.kind == "late":
@@ -241,3 +302,5 @@ def merge_accounting(into: Accounting, extra: Accounting) -> None:
     into.dropped.update(extra.dropped)
     into.errors.update(extra.errors)
     into.anomalies.update(extra.anomalies)
+    if extra.ended_by is not None:
+        into.note_end(extra.ended_by, extra.end_reason or "")

@@ -14,7 +14,10 @@ AudioChunk          ``call.receive(channel, start_sample, pcm, clock.now())``
 SessionPaused/...   recorded in ``call.pauses`` (the decoders drop paused audio)
 SessionClosed       the call hangs up; for SIPREC the BYE first sets
                     ``call.bye_in_progress`` (control requests get 409-203) and the call
-                    hangs up when the session closes
+                    hangs up when the session closes. How it ended goes into
+                    ``call.accounting.ended_by`` / ``end_reason``: the platform's own
+                    end, a drop (:meth:`MediaSession.drop`, or a connection closed
+                    without the handshake) or an error
 Anomaly             counted in ``call.accounting`` (see :mod:`mgsim.gateway.accounting`)
 ==================  ===================================================================
 
@@ -82,6 +85,7 @@ class TwilioMediaSession(MediaSession):
 
     namespace = "twilio"
     transport = "twilio-ws"
+    no_handshake = "no-stop"
 
     def __init__(self, gateway: Gateway, **options: Any) -> None:
         super().__init__(gateway)
@@ -148,6 +152,7 @@ class SiprecMediaSession(MediaSession):
 
     namespace = "siprec"
     transport = "siprec"
+    no_handshake = "no-bye"
 
     def __init__(self, gateway: Gateway, **options: Any) -> None:
         super().__init__(gateway)
@@ -220,10 +225,26 @@ class KvsMediaSession(MediaSession):
         return [Reply("kvs", json.dumps(ack))]
 
     def close(self) -> list[Reply]:
+        """The producer ended its stream (the platform's own end): the contact's call hangs
+        up."""
         if not self.closed:
             self.closed = True
+            call = self.gateway.kvs_media.current_call(self.stream_arn)
+            if call is not None:
+                if self._ending is None:
+                    call.accounting.note_end("platform", "end-of-stream")
+                else:
+                    call.accounting.note_end("drop", self._ending)
             self.gateway.kvs_media.end_stream(self.stream_arn)
         return []
+
+    def drop(self, reason: str = "connection-lost") -> list[Reply]:
+        """The producer vanished without ending its stream: the call hangs up as dropped."""
+        self._ending = reason
+        try:
+            return self.close()
+        finally:
+            self._ending = None
 
 
 _SESSIONS: dict[str, type[MediaSession]] = {

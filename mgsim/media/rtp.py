@@ -160,8 +160,9 @@ class RtpReceiver:
 
     ``channel`` labels the chunks and anomalies. ``reorder_window`` is how many packets a
     missing one may lag the newest before it is declared lost; a packet older than that
-    arrives as a ``"late"`` anomaly and is dropped. Counters: ``received``, ``lost``,
-    ``reordered``, ``duplicates``, ``late``.
+    arrives as a ``"late"`` anomaly and is dropped; if it had been counted lost, a
+    ``"recovered"`` anomaly takes it off the loss first, so every packet is counted once.
+    Counters: ``received``, ``lost``, ``reordered``, ``duplicates``, ``late``.
     """
 
     def __init__(self, channel: str, *, payload_type: int = PCMU, reorder_window: int = 64):
@@ -181,6 +182,9 @@ class RtpReceiver:
         self._offset = 0  # sample = extended timestamp + offset
         self._missing: set[int] = set()
         self._missing_order: deque[int] = deque()
+        # Recently declared lost (bounded): one of them arriving after all is not lost.
+        self._declared_lost: set[int] = set()
+        self._declared_order: deque[int] = deque()
 
     def push(self, data: bytes, arrival_sample: int) -> list[Event]:
         """Take one packet that arrived at media sample ``arrival_sample``.
@@ -256,6 +260,11 @@ class RtpReceiver:
                     events.append(Anomaly("duplicate", f"seq {seq}", self.channel))
                     return events
                 else:
+                    if ext in self._declared_lost:
+                        # Counted lost when its gap expired; it is dropped as late instead.
+                        self._declared_lost.discard(ext)
+                        self.lost -= 1
+                        events.append(Anomaly("recovered", f"seq {seq}", self.channel))
                     self.late += 1
                     events.append(Anomaly("late", f"seq {seq}", self.channel))
                     return events
@@ -302,6 +311,10 @@ class RtpReceiver:
                 continue
             self._missing.discard(ext)
             self.lost += 1
+            self._declared_lost.add(ext)
+            self._declared_order.append(ext)
+            if len(self._declared_order) > _MAX_TRACKED_GAP:
+                self._declared_lost.discard(self._declared_order.popleft())
             if run and ext == run[1] + 1:
                 run[1] = ext
                 continue

@@ -16,13 +16,26 @@ A BYE hangs the call up at once; the call's RTP ports stay bound for
 :data:`RTP_LINGER_S` so that stray packets are still counted (as ``after-close``) rather
 than vanishing, then they are closed. SIP messages are handled one at a time, in arrival
 order, by one worker task (binding RTP ports is asynchronous); RTP is fed as it arrives.
+
+**Media timeout.** An SBC that dies (or loses its network) mid-call sends no BYE: its RTP
+just stops. As real recording servers and media gateways do, a call whose RTP has been
+silent for ``media_timeout_s`` (default :data:`DEFAULT_MEDIA_TIMEOUT_S`, 30 s) is ended as
+a drop: the session is dropped with reason ``"media-timeout"`` (its open segment closes,
+what it streamed is transcribed, ``accounting.ended_by == "drop"``), the counter
+``media.siprec.drop.media-timeout`` goes up, and the dialog ends, so a late BYE gets
+``481`` and stray RTP is counted ``after-close`` during the linger. The timer counts from
+the INVITE until the first packet, and is suspended while the SBC has paused the recording
+(``a=inactive``): no RTP is expected then. Calls still open when the server stops are
+dropped with reason ``"gateway-shutdown"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +44,12 @@ from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
 from mgsim.transports.hub import Feeder, MediaHub
 
-__all__ = ["RTP_LINGER_S", "SipServer"]
+__all__ = ["DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
 
 RTP_LINGER_S = 2.0
 """How long a finished call's RTP ports stay bound, counting late packets."""
+DEFAULT_MEDIA_TIMEOUT_S = 30.0
+"""RTP silence after which a SIPREC call counts as dropped (a common SBC/gateway default)."""
 _FRAME_MS = 20.0
 _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
@@ -47,8 +62,10 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.dialog: _Dialog | None = None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.dialog is not None:
-            self.dialog.feeder.feed(self.channel, data)
+        dialog = self.dialog
+        if dialog is not None:
+            dialog.last_rtp = time.monotonic()
+            dialog.feeder.feed(self.channel, data)
 
 
 @dataclass(eq=False)
@@ -58,6 +75,8 @@ class _Dialog:
     ports: tuple[int, int]
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     ended: bool = False
+    last_rtp: float = field(default_factory=time.monotonic)  # for the media timeout
+    watchdog: asyncio.TimerHandle | None = None
 
 
 class _SipUdp(asyncio.DatagramProtocol):
@@ -109,6 +128,10 @@ class SipServer:
 
     ``port`` 0 picks a free port (TCP then uses the same number as UDP). ``rtp_ports`` is an
     inclusive range to take RTP ports from, or None for any free ports.
+    ``media_timeout_s`` is the RTP silence that ends a call as dropped (see the module
+    docstring); None takes the app config's ``rtp_timeout_s`` when it has one, else
+    :data:`DEFAULT_MEDIA_TIMEOUT_S`; ``math.inf`` switches it off. The attribute may be
+    changed while running: it applies from each call's next check.
     """
 
     def __init__(
@@ -118,7 +141,14 @@ class SipServer:
         host: str = "127.0.0.1",
         port: int = 0,
         rtp_ports: tuple[int, int] | None = None,
+        media_timeout_s: float | None = None,
     ) -> None:
+        if media_timeout_s is None:
+            config = getattr(getattr(hub, "state", None), "config", None)
+            media_timeout_s = getattr(config, "rtp_timeout_s", None) or DEFAULT_MEDIA_TIMEOUT_S
+        if not media_timeout_s > 0:
+            raise ConfigError(f"media_timeout_s must be > 0, got {media_timeout_s!r}")
+        self.media_timeout_s = float(media_timeout_s)
         self.hub = hub
         self.host = host
         self.port = port
@@ -165,7 +195,8 @@ class SipServer:
         for handle in self._lingering:
             handle.cancel()
         for dialog in list(self.dialogs.values()):
-            self._finish(dialog)
+            if not dialog.ended:
+                self._drop(dialog, "gateway-shutdown")
             self._release(dialog)
         if self._udp is not None:
             self._udp.close()
@@ -254,12 +285,49 @@ class SipServer:
             self._release(dialog)
             return
         self.dialogs[call_id] = dialog
+        dialog.last_rtp = time.monotonic()
+        self._watch(dialog, self.media_timeout_s)
+
+    # -- media timeout
+
+    def _watch(self, dialog: _Dialog, delay_s: float) -> None:
+        if dialog.ended or math.isinf(self.media_timeout_s):
+            dialog.watchdog = None
+            return
+        loop = asyncio.get_running_loop()
+        dialog.watchdog = loop.call_later(max(delay_s, 0.001), self._check, dialog)
+
+    def _check(self, dialog: _Dialog) -> None:
+        dialog.watchdog = None
+        if dialog.ended:
+            return
+        now = time.monotonic()
+        decoder = getattr(dialog.feeder.session, "decoder", None)
+        if getattr(decoder, "state", None) == "paused":
+            dialog.last_rtp = now  # on hold: no RTP is expected, the silence starts later
+        idle = now - dialog.last_rtp
+        if idle >= self.media_timeout_s:
+            self._drop(dialog, "media-timeout")
+            return
+        self._watch(dialog, self.media_timeout_s - idle)
+
+    def _drop(self, dialog: _Dialog, reason: str) -> None:
+        """End ``dialog``'s call as dropped (no BYE came)."""
+        session = dialog.feeder.session
+        session.drop(reason)
+        call = session.call
+        if call is not None and call.accounting.ended_by == "drop":
+            self.hub.count(f"media.siprec.drop.{reason}")
+        self._finish(dialog)
 
     def _finish(self, dialog: _Dialog) -> None:
         """The call is over: close its session now, its RTP ports after the linger."""
         if dialog.ended:
             return
         dialog.ended = True
+        if dialog.watchdog is not None:
+            dialog.watchdog.cancel()
+            dialog.watchdog = None
         dialog.feeder.close()
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None

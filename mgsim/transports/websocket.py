@@ -14,6 +14,15 @@ Both feed the same media sessions as in-process playback (:mod:`mgsim.gateway.se
   the session's replies sent back. After a protocol error the server sends ``disconnect``
   and waits up to 10 s for the client's ``close``, answers ``closed`` and closes normally
   (or closes with the error's code when the client never does).
+
+**Session drops.** A connection that ends before the platform's closing handshake (no
+Twilio ``stop``, no AudioHook ``close``) ends the call as dropped
+(:meth:`~mgsim.gateway.media_session.MediaSession.drop`): its open segment closes, what it
+streamed is transcribed, and its accounting says ``ended_by="drop"`` with
+``end_reason`` ``"connection-lost"`` when the socket died without a WebSocket close frame
+(close code 1006, a TCP reset) or ``"no-stop"`` / ``"no-close"`` when the client closed the
+WebSocket cleanly but skipped the handshake. Every media message that arrived before the
+drop stays accounted for; the counter ``media.<namespace>.drop.<reason>`` counts drops.
 """
 
 from __future__ import annotations
@@ -30,11 +39,43 @@ from mgsim.media.audiohook_signature import AudioHookSignatureError, verify_sign
 from mgsim.server.tokens import TokenError
 from mgsim.transports.hub import Feeder, hub_of
 
-__all__ = ["AUDIOHOOK_PATH", "CLOSE_WAIT_S", "audiohook_endpoint", "twilio_endpoint"]
+__all__ = [
+    "ABNORMAL_CLOSURE",
+    "AUDIOHOOK_PATH",
+    "CLOSE_WAIT_S",
+    "audiohook_endpoint",
+    "twilio_endpoint",
+]
 
 AUDIOHOOK_PATH = "/audiohook/ws"
 CLOSE_WAIT_S = 10.0
 """How long the server waits for an AudioHook client's ``close`` after ``disconnect``."""
+ABNORMAL_CLOSURE = 1006
+"""RFC 6455 close code for a connection that ended without a close frame."""
+NO_STATUS = 1005
+
+
+def _lost(message: Mapping[str, Any]) -> bool:
+    """Whether a ``websocket.disconnect`` means the connection died without a close frame.
+
+    That is close code 1006; uvicorn reports a TCP connection lost after the handshake as
+    1005 ("no status") without a ``reason`` key, which a received close frame always has.
+    """
+    code = message.get("code")
+    if not isinstance(code, int) or code == ABNORMAL_CLOSURE:
+        return True
+    return code == NO_STATUS and "reason" not in message
+
+
+def _end(feeder: Feeder, lost: bool) -> list[Reply]:
+    """Close ``feeder``'s session: as a drop when the connection died; count a drop."""
+    session = feeder.session
+    replies = session.drop("connection-lost") if lost else []
+    replies += feeder.close()
+    call = session.call
+    if call is not None and call.accounting.ended_by == "drop":
+        feeder.hub.count(f"media.{feeder.namespace}.drop.{call.accounting.end_reason}")
+    return replies
 
 
 async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
@@ -72,25 +113,31 @@ async def twilio_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     feeder = hub.open("twilio")
+    lost = True
     try:
-        await _pump(websocket, feeder)
+        lost = await _pump(websocket, feeder)
     finally:
-        feeder.close()
+        _end(feeder, lost)
 
 
-async def _pump(websocket: WebSocket, feeder: Feeder) -> None:
+async def _pump(websocket: WebSocket, feeder: Feeder) -> bool:
+    """Feed the socket's messages; return whether the connection died (no close frame)."""
     session = feeder.session
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+    try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return _lost(message)
             replies = feeder.feed("ws", _payload(message))
             await _send(websocket, replies)
             if session.close_code is not None:
                 reason = next(reversed(session.errors), "error") if session.errors else "error"
                 await _close(websocket, session.close_code, reason)
-                return
+                return False
+    except WebSocketDisconnect as exc:
+        return exc.code in (ABNORMAL_CLOSURE, NO_STATUS)
+    except (RuntimeError, OSError):
+        return True
 
 
 async def _deny(websocket: WebSocket, status: int, reason: str) -> None:
@@ -129,10 +176,11 @@ async def audiohook_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     feeder = hub.open("genesysaudiohook", session_id=headers.get("audiohook-session-id"))
+    lost = True
     try:
-        await _audiohook_pump(websocket, feeder)
+        lost = await _audiohook_pump(websocket, feeder)
     finally:
-        await _send_quietly(websocket, feeder.close())
+        await _send_quietly(websocket, _end(feeder, lost))
         await _close(websocket, 1000)
 
 
@@ -142,22 +190,27 @@ async def _send_quietly(websocket: WebSocket, replies: list[Reply]) -> None:
             await _send(websocket, replies)
 
 
-async def _audiohook_pump(websocket: WebSocket, feeder: Feeder) -> None:
+async def _audiohook_pump(websocket: WebSocket, feeder: Feeder) -> bool:
+    """Feed the socket's messages; return whether the connection died (no close frame)."""
     session = feeder.session
     decoder = getattr(session, "decoder", None)
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+    try:
         while True:
             if session.failed:
                 try:
                     message = await asyncio.wait_for(websocket.receive(), CLOSE_WAIT_S)
                 except TimeoutError:
                     await _close(websocket, session.close_code or 1008, "no close after disconnect")
-                    return
+                    return False
             else:
                 message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return _lost(message)
             await _send(websocket, feeder.feed("ws", _payload(message)))
             if decoder is not None and decoder.state == "closed":
                 await _close(websocket, 1000)
-                return
+                return False
+    except WebSocketDisconnect as exc:
+        return exc.code in (ABNORMAL_CLOSURE, NO_STATUS)
+    except (RuntimeError, OSError):
+        return True
