@@ -41,6 +41,7 @@ from mgsim.media.kvs import (
     parse_fragment,
     split_fragments,
 )
+from mgsim.media.kvs_mkv import TAG_FRAGMENT_NUMBER, restamp_fragment
 
 AGENT_TRACK = kvs.AGENT_TRACK
 CONTACT = "5f2a3c1e-9b7d-4e21-a0c3-7d5e8f9a1b2c"
@@ -658,3 +659,21 @@ def test_a_rejected_first_fragment_leaves_the_consumer_unopened() -> None:
     events = consumer.feed(_fragment(0, [0]))
     assert isinstance(events[0], SessionOpened)
     assert events[0].info["tracks"] == {CUSTOMER_TRACK: 1, AGENT_TRACK: 2}
+
+
+@pytest.mark.parametrize("fragment_ms", [500, 1000, 2000])
+def test_restamp_keeps_the_cluster_and_matches_a_rebuild(fragment_ms: int) -> None:
+    rng = np.random.default_rng(fragment_ms)
+    audio = StereoCall(
+        rng.integers(-3000, 3000, 8000 * 5, dtype=np.int16),
+        rng.integers(-3000, 3000, 8000 * 5, dtype=np.int16),
+    )
+    tags = {TAG_FRAGMENT_NUMBER: "91343852333181432392682062607743920146264210453", "x": "y"}
+    wires = list(kvs.encode(audio, guid=CONTACT, stream_arn=ARN, fragment_ms=fragment_ms))
+    for wire in wires:
+        assert isinstance(wire.data, bytes)
+        full = kvs.parse_fragment(wire.data)
+        head, duration, data = restamp_fragment(wire.data, **tags)
+        assert data == build_fragment(full.with_tags(**tags))
+        assert duration == full.duration_ms > 0
+        assert head.tags == full.with_tags(**tags).tags

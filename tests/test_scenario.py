@@ -7,6 +7,7 @@ import pytest
 from mgsim.contract.models import AmazonConnectParams, SiprecParams, TwilioParams
 from mgsim.errors import ConfigError
 from mgsim.server.config import Faults
+from mgsim.sim import scenario as scenario_module
 from mgsim.sim.call import Call, list_samples, load_sample
 from mgsim.sim.plans import Plan
 from mgsim.sim.scenario import NAMESPACES, Scenario, guid_for, run_scenario
@@ -157,6 +158,46 @@ def test_runs_are_deterministic(calls: dict[str, Call]) -> None:
     )
     first, second = run_scenario(sc).to_json(), run_scenario(sc).to_json()
     assert first == second
+
+
+def _outcome(sc: Scenario) -> dict[str, object]:
+    result = run_scenario(sc)
+    out = result.to_json()
+    out["webhooks"] = result.webhooks
+    out["streamed"] = {role: int(mask.sum()) for role, mask in result.streamed.items()}
+    assert result.call is not None
+    out["summaries"] = [
+        [seg.summary(r) for r in ("customer", "agent")] for seg in result.call.segments
+    ]
+    out["opened_at"], out["closed_at"] = result.call.opened_at, result.call.closed_at
+    return out
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"plan": Plan("guard")},
+        {"plan": Plan("guard"), "faults": Faults(rate_503=0.3, latency_ms=200), "seed": 3},
+        {"plan": Plan("guard", margin_before_ms=100), "control_latency_ms": 400, "seed": 1},
+        {"plan": Plan("whole"), "confirm_stop": False, "faults": Faults(rate_503=0.5)},
+    ],
+    ids=["guard", "faults", "late-stops", "naive"],
+)
+def test_feeding_media_in_runs_changes_nothing(
+    calls: dict[str, Call],
+    namespace: str,
+    options: dict[str, object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Frames due before the next control event are fed in one step; every timestamp,
+    segment, transcript and request comes out as when each frame takes its own turn."""
+    sc = Scenario(calls["account_verification"], namespace, **options)  # type: ignore[arg-type]
+    batched = _outcome(sc)
+    monkeypatch.setattr(scenario_module, "BATCH_MEDIA", False)
+    stepped = _outcome(sc)
+    assert batched == stepped
+    assert batched["summaries"] and batched["webhooks"]
 
 
 def test_guids_have_each_platform_form() -> None:

@@ -37,7 +37,7 @@ from mgsim.contract import Problem
 from mgsim.gateway.accounting import Accounting
 from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
-from mgsim.gateway.timeline import Timeline
+from mgsim.gateway.timeline import StreamedRun, Timeline
 from mgsim.gateway.transcription import GatewayTranscription
 from mgsim.media.kvs import KinesisVideoStore
 
@@ -88,6 +88,8 @@ class Segment:
     stopped_at: float | None = None
     samples: dict[Role, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
     transcripts: dict[Role, int] = field(default_factory=lambda: dict.fromkeys(ROLES, 0))
+    streamed_runs: dict[str, list[StreamedRun]] = field(default_factory=dict, repr=False)
+    """Per channel, the samples this window newly streamed (emptied once it is transcribed)."""
 
     @property
     def open(self) -> bool:
@@ -204,7 +206,8 @@ class CallState:
         """
         seg = self.current
         streamed = may_stream and seg is not None and seg.transcribing
-        placed = self.timeline(channel).place(start_sample, pcm, streamed=streamed)
+        log = seg.streamed_runs.setdefault(channel, []) if streamed and seg is not None else None
+        placed = self.timeline(channel).place(start_sample, pcm, streamed=streamed, log=log)
         self.last_audio_at = now
         if seg is not None and streamed:
             role = seg.roles.get(channel)
@@ -323,6 +326,7 @@ class Gateway:
         if call.media is not None:
             call.media.stopped(call, seg)
         self.transcription.segment_stopped(call, seg)
+        seg.streamed_runs.clear()
         return seg
 
     def hang_up(self, guid: str) -> CallState:
@@ -336,6 +340,7 @@ class Gateway:
             if call.media is not None:
                 call.media.stopped(call, seg)
             self.transcription.segment_stopped(call, seg)
+            seg.streamed_runs.clear()
         call.closed_at = now
         call.bye_in_progress = False
         self.ended[guid] = call

@@ -37,13 +37,18 @@ import numpy.typing as npt
 
 from mgsim.errors import ConfigError
 
-__all__ = ["MAX_SAMPLES", "Placement", "Timeline"]
+__all__ = ["MAX_SAMPLES", "Placement", "StreamedRun", "Timeline"]
 
 MAX_SAMPLES = 4 * 3600 * 8000
 """Longest timeline kept (four hours at 8 kHz): a placement beyond it is refused, so a
 hostile timestamp cannot make the gateway allocate gigabytes."""
 
 _MIN_CAPACITY = 8000  # one second: avoids a string of tiny reallocations at the start
+
+
+StreamedRun = tuple[int, int, npt.NDArray[np.bool_] | None]
+"""Samples ``start:end`` that one placement newly streamed: all of them (``None``) or
+those its mask marks."""
 
 
 class Placement(NamedTuple):
@@ -93,8 +98,19 @@ class Timeline:
             grown[: self._length] = old[: self._length]
             setattr(self, name, grown)
 
-    def place(self, start: int, pcm: npt.NDArray[np.int16], *, streamed: bool) -> Placement:
+    def place(
+        self,
+        start: int,
+        pcm: npt.NDArray[np.int16],
+        *,
+        streamed: bool,
+        log: list[StreamedRun] | None = None,
+    ) -> Placement:
         """Put ``pcm`` at sample ``start``; ``streamed`` says whether streaming was on.
+
+        With ``log``, a placement that newly streams samples appends which ones as a
+        :data:`StreamedRun`: a streaming window keeps its own log, so it can later read
+        exactly the samples it streamed without copying the whole timeline.
 
         Raises :class:`~mgsim.errors.ConfigError` for a negative start or an end beyond
         :attr:`max_samples`; nothing changes then.
@@ -130,14 +146,18 @@ class Timeline:
         if streamed:
             marks = self._streamed[start:end]
             newly = n - int(np.count_nonzero(marks)) if overlap else n
+            if newly and log is not None:
+                log.append((start, end, None if newly == n else ~marks))
             if newly:
                 marks[:] = True
             self.streamed_samples += newly
         return Placement(new, newly, overlap)
 
-    def audio(self) -> npt.NDArray[np.int16]:
-        """A copy of the audio, zeros where nothing was received."""
-        return self._audio[: self._length].copy()
+    def audio(self, lo: int = 0, hi: int | None = None) -> npt.NDArray[np.int16]:
+        """A copy of the audio (of samples ``lo:hi`` when given), zeros where nothing was
+        received."""
+        end = self._length if hi is None else min(hi, self._length)
+        return self._audio[lo:end].copy()
 
     def received_mask(self) -> npt.NDArray[np.bool_]:
         """A copy of the received flags, one per sample."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from mgsim.speech.engine import TranscriptionEngine, Utterance
+from mgsim.speech.engine import SAMPLES_PER_MS, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies
 from mgsim.speech.transcripts import SegmentContext, render_segment
 
@@ -57,7 +57,6 @@ class WebhookTarget(Protocol):
 class _CallTranscripts:
     engine: TranscriptionEngine
     wall_base: datetime
-    at_start: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
     utterances: list[Utterance] = field(default_factory=list)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -104,10 +103,7 @@ class GatewayTranscription:
             state.wall_base = clock.wall() - timedelta(seconds=clock.now() - call.opened_at)
 
     def segment_started(self, call: CallState, seg: Segment) -> None:
-        state = self._calls.get(call.guid)
-        if state is None:
-            return
-        state.at_start = {ch: tl.streamed_mask().copy() for ch, tl in call.timelines.items()}
+        """Nothing to prepare: the segment logs what it streams (``seg.streamed_runs``)."""
 
     def segment_stopped(self, call: CallState, seg: Segment) -> None:
         state = self._calls.get(call.guid)
@@ -116,17 +112,23 @@ class GatewayTranscription:
         utterances: list[Utterance] = []
         for channel, role in seg.roles.items():
             timeline = call.timelines.get(channel)
-            if timeline is None or len(timeline) == 0:
+            runs = seg.streamed_runs.get(channel)
+            if timeline is None or not runs:
                 continue
-            audio = timeline.audio()
-            streamed = timeline.streamed_mask() & audible(audio)
-            before = state.at_start.get(channel)
-            if before is not None:
-                mask = streamed.copy()
-                mask[: len(before)] &= ~before
-            else:
-                mask = streamed
-            utterances += state.engine.transcribe(role, audio, mask, offset_ms=0.0)
+            # Only the stretch this window streamed is read, so a long call's many windows
+            # cost what they streamed, not the whole call each. It starts on a 20 ms frame
+            # boundary so that audible() sees the frames it would see in the whole call.
+            lo = min(r[0] for r in runs) // FRAME * FRAME
+            hi = -(-max(r[1] for r in runs) // FRAME) * FRAME
+            audio = timeline.audio(lo, hi)
+            mask = np.zeros(len(audio), np.bool_)
+            for start, end, marks in runs:
+                if marks is None:
+                    mask[start - lo : end - lo] = True
+                else:
+                    mask[start - lo : end - lo] |= marks
+            mask &= audible(audio)
+            utterances += state.engine.transcribe(role, audio, mask, offset_ms=lo / SAMPLES_PER_MS)
         ctx = SegmentContext(
             call.guid,
             {str(role): sid for role, sid in seg.stream_ids.items()},

@@ -20,6 +20,7 @@ family), the :class:`AudioTrack` / :class:`Block` / :class:`Fragment` records,
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ __all__ = [
     "format_timestamp",
     "parse_fragment",
     "read_fragment",
+    "restamp_fragment",
     "split_fragments",
 ]
 
@@ -380,9 +382,39 @@ def _scan_cluster(cluster: ebml.Element) -> tuple[int, BlockTable]:
 def read_fragment(data: bytes) -> tuple[Fragment, BlockTable, bytes]:
     """Parse everything but the blocks, which stay offsets into the returned buffer.
 
-    Returns the :class:`Fragment` without blocks, its :data:`BlockTable` and the buffer the
-    offsets point into. Raises :class:`KvsError` as :func:`parse_fragment` does.
+    Returns the :class:`Fragment` without blocks, its (read-only) :data:`BlockTable` and
+    the buffer the offsets point into. Raises :class:`KvsError` as :func:`parse_fragment`
+    does. The last few results are remembered: a fragment put into a stream is read by the
+    store, the stream's watcher and every consumer, all within moments.
     """
+    frag, blocks, buf, _ = _read_fragment(bytes(data))
+    return frag, blocks, buf
+
+
+def restamp_fragment(data: bytes, **tags: str) -> tuple[Fragment, int, bytes]:
+    """``data`` with these tags set (as :meth:`Fragment.with_tags`), its Cluster kept byte
+    for byte: what a stream stores when it stamps a producer's fragment.
+
+    Returns the stamped :class:`Fragment` (without blocks), its duration in ms (as
+    :attr:`Fragment.duration_ms` of the full fragment) and the new document. Raises
+    :class:`KvsError` as :func:`parse_fragment` does.
+    """
+    frag, blocks, buf, (lo, hi) = _read_fragment(bytes(data))
+    frag = frag.with_tags(**tags)
+    duration = 0
+    if len(blocks):
+        rates = np.full(128, SAMPLE_RATE, dtype=np.int64)
+        for t in frag.tracks:
+            f = t.sampling_frequency
+            if 1.0 <= f < 1e9:  # also false for NaN
+                rates[t.number] = int(f)
+        samples = (blocks[:, 3] - blocks[:, 2]) // 2
+        duration = max(0, int((blocks[:, 1] + samples * 1000 // rates[blocks[:, 0]]).max()))
+    return frag, duration, build_document(frag.tracks, [buf[lo:hi]], frag.tags)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_fragment(data: bytes) -> tuple[Fragment, BlockTable, bytes, tuple[int, int]]:
     try:
         roots = ebml.parse(data, masters=_MASTERS, levels=_LEVELS, lazy=_LAZY)
         header = _only(roots, EBML_HEADER, "EBML header")
@@ -411,7 +443,8 @@ def read_fragment(data: bytes) -> tuple[Fragment, BlockTable, bytes]:
     frag = Fragment(tracks, timecode, (), tags)
     frag.producer_timestamp_ms  # noqa: B018 - validate the tags now, not on first use
     frag.server_timestamp_ms  # noqa: B018
-    return frag, blocks, cluster.buffer
+    blocks.flags.writeable = False  # shared by every reader of the same bytes
+    return frag, blocks, cluster.buffer, (cluster.data_offset, cluster.end)
 
 
 def parse_fragment(data: bytes) -> Fragment:

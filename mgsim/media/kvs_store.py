@@ -29,7 +29,8 @@ from mgsim.media.kvs_mkv import (
     KvsError,
     build_fragment,
     format_timestamp,
-    parse_fragment,
+    read_fragment,
+    restamp_fragment,
 )
 
 __all__ = [
@@ -181,22 +182,25 @@ class KinesisVideoStream:
         """
         if isinstance(fragment, Wire):
             fragment = fragment.data if isinstance(fragment.data, bytes) else b""
-        frag = parse_fragment(fragment) if isinstance(fragment, bytes) else fragment
+        # Parsed first: a corrupt fragment must not use up a server tick.
+        head = read_fragment(fragment)[0] if isinstance(fragment, bytes) else fragment
         tick = max(int(server_time_ms), self._last_tick + 1)
-        self._last_tick = tick
         number = fragment_number(self.arn, tick)
-        producer = frag.producer_timestamp_ms
-        producer = frag.timecode if producer is None else producer
-        frag = frag.with_tags(
-            **{
-                TAG_FRAGMENT_NUMBER: number,
-                TAG_SERVER_TS: format_timestamp(tick),
-                TAG_PRODUCER_TS: format_timestamp(producer),
-            }
-        )
-        stored = StoredFragment(
-            number, tick, producer, frag.duration_ms, frag.contact_id, build_fragment(frag)
-        )
+        producer = head.producer_timestamp_ms
+        producer = head.timecode if producer is None else producer
+        tags = {
+            TAG_FRAGMENT_NUMBER: number,
+            TAG_SERVER_TS: format_timestamp(tick),
+            TAG_PRODUCER_TS: format_timestamp(producer),
+        }
+        if isinstance(fragment, bytes):
+            # The producer's cluster is stored as sent; only the tags are rewritten.
+            frag, duration, data = restamp_fragment(fragment, **tags)
+        else:
+            frag = fragment.with_tags(**tags)
+            duration, data = frag.duration_ms, build_fragment(frag)
+        self._last_tick = tick
+        stored = StoredFragment(number, tick, producer, duration, frag.contact_id, data)
         self._index[number] = len(self._fragments)
         self._fragments.append(stored)
         return number

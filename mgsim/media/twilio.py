@@ -22,6 +22,7 @@ and Twilio may send nothing during silence.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from bisect import bisect_right
@@ -491,7 +492,8 @@ class TwilioDecoder:
         if not isinstance(payload, str):
             raise _fail("missing-field", "media: 'payload' must be a string")
         try:
-            codes = base64.b64decode(payload, validate=True)
+            # b64decode(validate=True) without its wrapper; non-ASCII text is a ValueError.
+            codes = binascii.a2b_base64(payload, strict_mode=True)
         except ValueError as exc:
             raise _fail("bad-base64", f"media: payload is not base64: {exc}") from exc
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
@@ -72,6 +73,9 @@ __all__ = [
 NAMESPACES = ("siprec", "twilio", "genesysaudiohook", "amazonconnect")
 Namespace = Literal["siprec", "twilio", "genesysaudiohook", "amazonconnect"]
 KVS_FRAGMENT_MS = 1000
+BATCH_MEDIA = True
+"""Feed media due before the next control event in one step (virtual time only). Off,
+every frame takes its own turn of the event loop; the outcome is the same (tested)."""
 T = TypeVar("T")
 
 
@@ -367,27 +371,59 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     confirmed_at: dict[int, float] = {}  # stop action index -> when its confirmation came
     masked: dict[int, tuple[float, float]] = {}
 
+    # The next instant (s) at which the control task or a guard's watchdog acts. Media due
+    # before it can be fed in one go: nothing else changes the call meanwhile (see media()).
+    wakes: dict[object, float] = {}
+    batch = BATCH_MEDIA and not sc.realtime
+
     async with AsyncClient(simulator=sim, retry=RetryPolicy()) as client:
 
         async def media() -> None:
+            # In virtual time, stepping the loop once per 20 ms frame costs far more than
+            # the frame itself. While no control request is in flight and no watchdog is
+            # due, the only thing that can happen before the next planned wake is more
+            # media, so frames due before it are fed at once, each stamped with its own
+            # time: the outcome is the same as stepping frame by frame.
+            last = None
+            horizon = min(wakes.values(), default=math.inf) if batch else -math.inf
             for wire in sc.wires():
-                await clock.sleep_until(wire.at_ms / 1000.0 + epsilon)
-                if any(lo <= wire.at_ms < hi for lo, hi in mask):
-                    wire = silence(sc.namespace, wire)
-                session.feed(wire)
+                last = wire
+                t = wire.at_ms / 1000.0 + epsilon
+                if t < horizon:
+                    clock.pin(t)
+                    _feed(wire)
+                    continue
+                clock.pin(None)
+                await clock.sleep_until(t)
+                _feed(wire)
+                # Only other tasks move the wakes, and they ran only while this one slept.
+                horizon = min(wakes.values(), default=math.inf) if batch else -math.inf
+            clock.pin(None)
+            if last is not None:
+                await clock.sleep_until(last.at_ms / 1000.0 + epsilon)
             session.close()  # the transport ends with the media (a SIPREC BYE completes)
+
+        def _feed(wire: Wire) -> None:
+            if mask and any(lo <= wire.at_ms < hi for lo, hi in mask):
+                wire = silence(sc.namespace, wire)
+            session.feed(wire)
 
         async def control(actions: list[ControlAction]) -> None:
             # An integration learns of a call from its platform (an SBC event, Twilio's
             # start, a Connect Lambda once media streaming began): never before media opens.
             while session.call is None and clock.now() * 1000.0 < sc.call.duration_ms:
+                wakes[control] = clock.now() + 0.02
                 await clock.asleep(0.02)
             for i, action in enumerate(actions):
+                # Stays in the past while the action runs: media steps frame by frame
+                # until its requests (latency, retries) are over.
+                wakes[control] = action.at_ms / 1000.0
                 await clock.sleep_until(action.at_ms / 1000.0)
                 record = await _act(action)
                 if record.confirmed and action.action == "stop":
                     confirmed_at[i] = clock.now() * 1000.0
                 records.append(record)
+            wakes.pop(control, None)
 
         async def watchdog(i: int, action: ControlAction) -> None:
             # PCI-safe integrations keep each guard's deadline on the clock, independent of
@@ -395,6 +431,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             # moment arrives, the audio is masked at the source until the plan's restart.
             deadline = action.at_ms + within_s
             await clock.sleep_until(deadline / 1000.0)
+            wakes.pop(i, None)
             if i not in confirmed_at:
                 until = next(
                     (a.at_ms for a in actions[i + 1 :] if a.action == "start"),
@@ -423,11 +460,14 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
                 round(clock.now() * 1000.0, 3),
             )
 
-        guards = [
-            watchdog(i, a)
+        guarded = [
+            i
             for i, a in enumerate(actions)
             if a.action == "stop" and a.guards and sc.confirm_stop and sc.fail_closed
         ]
+        wakes.update({i: (actions[i].at_ms + within_s) / 1000.0 for i in guarded})
+        wakes[control] = 0.0  # until the control task has looked at the call
+        guards = [watchdog(i, actions[i]) for i in guarded]
         await asyncio.gather(media(), control(actions), *guards)
         for i, (lo, hi) in masked.items():
             rec = records[i]
