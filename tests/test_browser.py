@@ -143,8 +143,11 @@ def test_quickstart_control_panel(lab: JupyterLab, page: Page) -> None:
         before = table_rows(panel.locator("table.mgsim-table"))
         plot_before = plot.get_attribute("src")
         started = journal_after_click(panel, "start", len(before) + 1)
+        # The plot is a separate widget message: it may land after the table.
+        expect(plot).not_to_have_attribute("src", plot_before or "")
         plot_started = plot.get_attribute("src")
         stopped = journal_after_click(panel, "stop", len(before) + 2)
+        expect(plot).not_to_have_attribute("src", plot_started or "")
         plot_stopped = plot.get_attribute("src")
         panel.scroll_into_view_if_needed()
     finally:
