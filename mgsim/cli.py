@@ -5,7 +5,9 @@
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
                 [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
-                [--margin-ms N] [--latency-ms N] [--transport inprocess|socket] [--json]
+                [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
+                [--loss P] [--jitter-ms N] [--reorder P]
+                [--transport inprocess|socket] [--json]
     mgsim demo  [--json]
 """
 
@@ -112,6 +114,13 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         margin_after_ms=args.margin_after_ms if args.margin_after_ms is not None else 1000.0,
     )
     faults = Faults(rate_503=args.fail_rate) if args.fail_rate else None
+    impairment = None
+    if args.loss or args.jitter_ms or args.reorder:
+        from mgsim.media.impair import Impairment
+
+        impairment = Impairment(
+            loss=args.loss, jitter_ms=args.jitter_ms, reorder=args.reorder, seed=args.seed
+        )
     return Scenario(
         _load_call(args.audio),
         args.namespace,
@@ -121,6 +130,7 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         faults=faults,
         seed=args.seed,
         confirm_stop=not args.naive_stop,
+        impairment=impairment,
     )
 
 
@@ -150,6 +160,12 @@ def _print_call(result: Any) -> None:
     )
     codes = [f"{e.status}" for e in result.journal.entries]
     print(f"requests: {len(codes)} ({', '.join(sorted(set(codes)))})")
+    if result.impairment is not None:
+        imp = result.impairment
+        print(
+            f"media impaired: {imp.sent} messages sent, {imp.dropped} lost, "
+            f"{imp.reordered} reordered, {imp.delayed} delayed"
+        )
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -309,6 +325,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="probability that a control request answers 503",
+    )
+    call.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        help="probability that a media message is lost (siprec, twilio)",
+    )
+    call.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        help="media arrives up to this much late (uniform; at most 1000)",
+    )
+    call.add_argument(
+        "--reorder",
+        type=float,
+        default=0.0,
+        help="probability that an RTP packet arrives after its successor (siprec)",
     )
     call.add_argument(
         "--naive-stop",

@@ -90,3 +90,25 @@ def test_call_over_sockets_refuses_latency(capsys: pytest.CaptureFixture[str]) -
     argv = ["call", "--namespace", "twilio", "--audio", "card_payment", "--transport", "socket"]
     assert main([*argv, "--latency-ms", "400"]) == 2
     assert "does not simulate control latency" in capsys.readouterr().err
+
+
+def test_call_with_media_impairment_reports_what_was_done(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["call", "--namespace", "siprec", "--audio", "card_payment", "--loss", "0.05"]
+    assert main([*argv, "--jitter-ms", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    impairment, accounting = out["impairment"], out["accounting"]
+    assert impairment["lost"] > 0 and impairment["delayed"] > 0
+    # What the impairment removed is exactly what the gateway counts as lost.
+    assert accounting["lost"] == impairment["lost"]
+    assert accounting["received"] == impairment["sent"] - impairment["lost"]
+    assert out["leaks"]["pci_words_transcribed"] == 0
+
+
+def test_call_refuses_an_impairment_the_transport_cannot_have(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["call", "--namespace", "genesysaudiohook", "--audio", "card_payment"]
+    assert main([*argv, "--loss", "0.1"]) == 2
+    assert "genesysaudiohook cannot have loss" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import pytest
 
 from mgsim.contract.models import AmazonConnectParams, SiprecParams, TwilioParams
 from mgsim.errors import ConfigError
+from mgsim.media.impair import Impairment
 from mgsim.server.config import Faults
 from mgsim.sim import scenario as scenario_module
 from mgsim.sim.call import Call, list_samples, load_sample
@@ -256,3 +257,49 @@ def test_real_time_mode_paces_the_call_and_gives_the_same_result(calls: dict[str
     assert elapsed >= 2.0  # paced by the wall clock (the call is 2.5 s long)
     assert [u.text for u in paced.utterances] == [u.text for u in virtual.utterances]
     assert paced.utterances
+
+
+@pytest.mark.parametrize(
+    ("namespace", "impairment"),
+    [
+        ("siprec", Impairment(loss=0.03, reorder=0.02, duplicate=0.01, jitter_ms=40, seed=5)),
+        ("twilio", Impairment(loss=0.03, jitter_ms=40, burst=0.01, seed=5)),
+        ("genesysaudiohook", Impairment(jitter_ms=60, burst=0.02, seed=5)),
+        ("amazonconnect", Impairment(jitter_ms=200, burst=0.05, seed=5)),
+    ],
+)
+def test_impaired_media_is_accounted_for_and_the_guard_still_holds(
+    calls: dict[str, Call], namespace: str, impairment: Impairment
+) -> None:
+    sc = Scenario(calls["card_payment"], namespace, Plan("guard"), impairment=impairment)  # type: ignore[arg-type]
+    result = run_scenario(sc)
+    report = result.impairment
+    assert report is not None and report.sent > 0
+    assert result.call is not None
+    books = result.call.accounting.as_dict()
+    expected = report.expected_accounting()
+    assert (books["received"], books["lost"]) == (expected["received"], expected["lost"])
+    assert books["dropped"] == expected["dropped"]
+    assert result.leaks["pci_words_transcribed"] == 0
+    assert result.to_json()["impairment"]["sent"] == report.sent
+
+
+def test_lost_media_costs_words_and_the_loss_is_where_the_audio_is_missing(
+    calls: dict[str, Call],
+) -> None:
+    call = calls["card_payment"]
+    clean = run_scenario(Scenario(call, "twilio", Plan("whole")))
+    lossy = run_scenario(
+        Scenario(call, "twilio", Plan("whole"), impairment=Impairment(loss=0.4, seed=2))
+    )
+    assert lossy.impairment is not None and lossy.impairment.dropped > 0
+    words = sum(len(u.words) for u in lossy.utterances)
+    assert words < sum(len(u.words) for u in clean.utterances)
+    assert sum(int(m.sum()) for m in lossy.streamed.values()) < sum(
+        int(m.sum()) for m in clean.streamed.values()
+    )
+
+
+def test_an_impairment_the_platform_cannot_have_is_refused(calls: dict[str, Call]) -> None:
+    with pytest.raises(ConfigError, match="cannot have loss"):
+        Scenario(calls["card_payment"], "amazonconnect", impairment=Impairment(loss=0.1))

@@ -47,6 +47,7 @@ from mgsim.gateway.transcription import GatewayTranscription
 from mgsim.journal import Journal
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import Wire
+from mgsim.media.impair import Impaired, Impairment, ImpairReport
 from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
 from mgsim.sim.call import Call
@@ -128,10 +129,16 @@ class Scenario:
     realtime: bool = False
     customer_id: str = "customer-1"
     agent_id: str = "agent-1"
+    impairment: Impairment | None = None
+    """Network effects on the media as the platform's transport allows them (see
+    :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
+    arrival, which is never earlier than its sending, so it can only mask more."""
 
     def __post_init__(self) -> None:
         if self.namespace not in NAMESPACES:
             raise ConfigError(f"unknown namespace {self.namespace!r}; use one of {NAMESPACES}")
+        if self.impairment is not None:
+            self.impairment.check(self.namespace)
         if self.params is not None and self.params.namespace != self.namespace:
             raise ConfigError(
                 f"{type(self.params).__name__} belongs to {self.params.namespace}, "
@@ -150,6 +157,17 @@ class Scenario:
         return None
 
     def wires(self) -> Iterator[Wire]:
+        """The call as the gateway receives it: encoded, then impaired if asked."""
+        return iter(self.impaired().wires) if self.impairment else self.sent_wires()
+
+    def impaired(self) -> Impaired:
+        """The impaired wires and the report of what the impairment did."""
+        if self.impairment is None:
+            raise ConfigError("this scenario has no impairment")
+        return self.impairment.apply(self.sent_wires(), self.namespace)
+
+    def sent_wires(self) -> Iterator[Wire]:
+        """The call as the platform sends it (its encoder's output)."""
         audio, guid = self.call.audio, self.guid
         params = self.start_params()
         if self.namespace == "siprec":
@@ -199,6 +217,8 @@ class ScenarioResult:
     journal: Journal
     report: LeakReport
     policies: ParticipantPolicies
+    impairment: ImpairReport | None = None
+    """What the scenario's impairment did to the media (None without one)."""
 
     @property
     def leaks(self) -> dict[str, Any]:
@@ -265,6 +285,15 @@ class ScenarioResult:
                 for e in self.journal.entries
             ],
             "accounting": self.call.accounting.as_dict() if self.call is not None else None,
+            "impairment": None
+            if self.impairment is None
+            else {
+                "sent": self.impairment.sent,
+                "lost": self.impairment.dropped,
+                "duplicated": self.impairment.duplicated,
+                "reordered": self.impairment.reordered,
+                "delayed": self.impairment.delayed,
+            },
         }
 
 
@@ -376,6 +405,8 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     wakes: dict[object, float] = {}
     batch = BATCH_MEDIA and not sc.realtime
 
+    impaired = sc.impaired() if sc.impairment is not None else None
+
     async with AsyncClient(simulator=sim, retry=RetryPolicy()) as client:
 
         async def media() -> None:
@@ -386,7 +417,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             # time: the outcome is the same as stepping frame by frame.
             last = None
             horizon = min(wakes.values(), default=math.inf) if batch else -math.inf
-            for wire in sc.wires():
+            for wire in impaired.wires if impaired is not None else sc.sent_wires():
                 last = wire
                 t = wire.at_ms / 1000.0 + epsilon
                 if t < horizon:
@@ -483,7 +514,9 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         journal = client.journal
 
     sim.close()
-    return collect_result(sc, transcription, call, records, journal)
+    result = collect_result(sc, transcription, call, records, journal)
+    result.impairment = impaired.report if impaired is not None else None
+    return result
 
 
 def collect_result(

@@ -113,8 +113,11 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
         sim.close()
     guid = scenario.guid
     call = sim.gateway.calls.get(guid) or sim.gateway.ended.get(guid)
-    return collect_result(scenario, transcription, call, records, journal,
-                          extra={"transport": "socket"})  # fmt: skip
+    result = collect_result(scenario, transcription, call, records, journal,
+                            extra={"transport": "socket"})  # fmt: skip
+    if scenario.impairment is not None:
+        result.impairment = scenario.impaired().report  # seeded: what was played
+    return result
 
 
 async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord], Journal]:
