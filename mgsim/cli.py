@@ -3,7 +3,8 @@
 ::
 
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
-                [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH]
+                [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH] [--rtp-timeout-s S]
+                [--latency-ms N] [--jitter-ms N] [--fail-rate P]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
                 [--loss P] [--jitter-ms N] [--reorder P]
@@ -38,7 +39,7 @@ def _is_loopback(host: str) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from mgsim.server.config import SimulatorConfig
+    from mgsim.server.config import Faults, SimulatorConfig
     from mgsim.simulator import Simulator
 
     overrides: dict[str, object] = {"seed": args.seed}
@@ -48,6 +49,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides.update(spike_arrest_per_s=None, daily_quota=None)
     else:
         overrides.update(spike_arrest_per_s=args.spike_arrest, daily_quota=args.daily_quota)
+    overrides["faults"] = Faults(
+        latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, rate_503=args.fail_rate
+    )
+    overrides["rtp_timeout_s"] = args.rtp_timeout_s
     config = SimulatorConfig.from_env(**overrides)
     if not _is_loopback(args.host) and config.uses_default_credentials:
         raise ConfigError(
@@ -281,6 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LOW-HIGH",
         help="UDP port range for RTP (default: any free ports)",
+    )
+    serve.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added to every vendor request before it takes effect",
+    )
+    serve.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="plus up to this much (uniform, seeded)"
+    )
+    serve.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="probability that a vendor request answers 503 (per-request rules: "
+        "POST /_sim/v1/faults, see docs/FAULTS.md)",
+    )
+    serve.add_argument(
+        "--rtp-timeout-s",
+        type=float,
+        default=30.0,
+        help="RTP silence that ends a SIPREC call whose BYE never came (default 30)",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

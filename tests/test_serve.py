@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -17,12 +18,12 @@ from mgsim.client import Client
 pytestmark = pytest.mark.socket
 
 
-@pytest.fixture
-def served() -> Iterator[str]:
+@contextlib.contextmanager
+def serving(*extra: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "MGSIM_API_ID": "serve-id", "MGSIM_API_SECRET": "serve-secret"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(port), "--seed", "1"],
+        [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(port), "--seed", "1", *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -42,6 +43,33 @@ def served() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    with serving() as url:
+        yield url
+
+
+def test_serve_injects_the_faults_it_is_given() -> None:
+    with serving("--fail-rate", "1", "--no-limits") as url:
+        for _ in range(3):
+            r = httpx.post(
+                url + "/mg-autotranscribe/v1/stop-streaming",
+                headers={"asapp-api-id": "serve-id", "asapp-api-secret": "serve-secret"},
+                json={"namespace": "siprec", "guid": "1"},
+            )
+            assert r.status_code == 503 and r.json()["error"]["code"] == "503-01"
+
+
+def test_serve_refuses_an_impossible_fault_rate() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgsim.cli", "serve", "--port", "1", "--fail-rate", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "rate_503 must be between 0 and 1" in proc.stderr
 
 
 def test_client_against_mgsim_serve(served: str, monkeypatch: pytest.MonkeyPatch) -> None:
