@@ -677,3 +677,46 @@ def test_restamp_keeps_the_cluster_and_matches_a_rebuild(fragment_ms: int) -> No
         assert data == build_fragment(full.with_tags(**tags))
         assert duration == full.duration_ms > 0
         assert head.tags == full.with_tags(**tags).tags
+
+
+def test_a_restamped_fragment_reads_back_as_remembered() -> None:
+    from mgsim.media import kvs_mkv
+
+    rng = np.random.default_rng(3)
+    audio = StereoCall(
+        rng.integers(-3000, 3000, 8000 * 2, dtype=np.int16),
+        rng.integers(-3000, 3000, 8000 * 2, dtype=np.int16),
+    )
+    wire = next(iter(kvs.encode(audio, guid=CONTACT, stream_arn=ARN, fragment_ms=1000)))
+    assert isinstance(wire.data, bytes)
+    _, _, doc = restamp_fragment(wire.data, **{TAG_FRAGMENT_NUMBER: "12345"})
+    remembered = kvs_mkv._read_fragment(doc)
+    parsed = kvs_mkv._parse(doc)  # what reading it afresh gives
+    assert remembered[0] == parsed[0] and remembered[3] == parsed[3]
+    assert np.array_equal(remembered[1], parsed[1]) and remembered[2] == parsed[2]
+    assert kvs.parse_fragment(doc).blocks == kvs.parse_fragment(wire.data).blocks
+
+
+def test_release_lets_go_of_fragments_and_positions_keep_counting() -> None:
+    call = _call(6.0)
+    stream, numbers = _stream_with_call(call)
+    reader = stream.start(StartSelector("EARLIEST"))
+    first, reader = stream.read(reader)
+    assert len(first) == len(numbers) and stream.latest is not None
+    assert stream.release() == len(numbers)
+    assert (len(stream), stream.released, stream.latest) == (0, len(numbers), None)
+    assert stream.get_media(StartSelector("EARLIEST")) == []
+    with pytest.raises(KvsError) as info:
+        stream.start(StartSelector("FRAGMENT_NUMBER", after_fragment_number=numbers[0]))
+    assert info.value.reason == "unknown-fragment"
+    # Fragments put after the release are found by every selector and by the old reader.
+    later = list(encode(call, guid=OTHER_CONTACT, stream_arn=stream.arn, fragment_ms=2000))
+    new_numbers = [
+        stream.put_media(w, kvs.DEFAULT_EPOCH_MS + 60_000 + i) for i, w in enumerate(later)
+    ]
+    got, _ = stream.read(reader)
+    assert [parse_fragment(f).fragment_number for f in got] == new_numbers
+    after_first = StartSelector("FRAGMENT_NUMBER", after_fragment_number=new_numbers[0])
+    assert [
+        parse_fragment(f).fragment_number for f in stream.get_media(after_first)
+    ] == new_numbers[1:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import numpy as np
@@ -327,3 +328,19 @@ def test_kvs_start_with_unknown_stream_through_the_http_api(stereo: StereoCall) 
         with pytest.raises(BadRequestError) as exc:
             client.start_streaming("amazonconnect", CONTACT_A, "c", "a", params=other)
         assert exc.value.code == "400-201" and "streamArn" in exc.value.message
+
+
+def test_only_recently_ended_kinesis_streams_keep_their_fragments(stereo: StereoCall) -> None:
+    gw = Gateway(VirtualClock(), keep_audio_of=2)
+    arns = [ARN.replace("demo", f"demo-{i}") for i in range(4)]
+    contacts = [str(uuid.UUID(int=i + 1)) for i in range(4)]
+    for arn, contact in zip(arns, contacts, strict=True):
+        session = open_media_session(gw, "amazonconnect", stream_arn=arn)
+        wires = list(kvs.encode(stereo, guid=contact, stream_arn=arn, fragment_ms=100))
+        feed_all(session, wires)
+        session.close()
+    held = [len(gw.kvs_media.stream(arn)) for arn in arns]
+    assert held[:2] == [0, 0] and held[2] > 0 and held[3] > 0
+    assert [gw.kvs_media.stream(arn).released > 0 for arn in arns] == [True, True, False, False]
+    # The calls and their books stay.
+    assert all(gw.ended[c].accounting.received > 0 for c in contacts)

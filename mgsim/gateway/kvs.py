@@ -24,6 +24,7 @@ first fragment, whichever fragment a reader starts from.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -109,6 +110,9 @@ class KvsMedia:
         self._other_stores: dict[tuple[str, str], KinesisVideoStore] = {}
         self._watchers: dict[str, _Watcher] = {}
         self._readers: dict[str, _Reader] = {}  # by call guid
+        # Streams whose producer stopped, oldest first: like ended calls' audio, only the
+        # most recent ``gateway.keep_audio_of`` keep their fragments.
+        self._idle: OrderedDict[str, None] = OrderedDict()
 
     # -- streams
 
@@ -144,6 +148,7 @@ class KvsMedia:
         when its ContactId is already an open call fed by other media.
         """
         stream = self.stream(arn, create=create)
+        self._idle.pop(arn, None)
         watcher = self._watchers.get(arn)
         data = fragment.data if isinstance(fragment, Wire) else fragment
         try:
@@ -154,7 +159,9 @@ class KvsMedia:
             if watcher is not None and watcher.call is not None:
                 watcher.call.accounting.note_error(exc.reason)
             raise
-        stored = stream.read(Cursor(len(stream) - 1))[0][0]
+        latest = stream.latest
+        assert latest is not None and latest.number == number
+        stored = latest.data
         call, opened = self._watch(arn, stored)
         self._pump(arn)
         return PutResult(number, call, opened)
@@ -171,7 +178,13 @@ class KvsMedia:
         if watcher is None:
             return None
         watcher.consumer.close()
-        return self._hang_up(watcher)
+        call = self._hang_up(watcher)
+        self._idle[arn] = None
+        while len(self._idle) > self.gateway.keep_audio_of:
+            old, _ = self._idle.popitem(last=False)
+            if old not in self._watchers:
+                self.stream(old).release()
+        return call
 
     def _server_ms(self) -> int:
         return round(self.gateway.clock.wall().timestamp() * 1000)

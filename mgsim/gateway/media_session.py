@@ -104,9 +104,11 @@ class MediaSession:
 
     # -- the interface
 
-    def feed(self, wire: Wire) -> list[Reply]:
-        """Decode one message from the platform; return what to send back."""
-        media = is_media(self.namespace, wire)
+    def feed(self, wire: Wire, *, media: bool | None = None) -> list[Reply]:
+        """Decode one message from the platform; return what to send back. ``media`` is
+        :func:`is_media` of the wire, when the caller knows it already."""
+        if media is None:
+            media = is_media(self.namespace, wire)
         if media and (self.closed or self._call_gone()):
             self.accounting.note_dropped("after-close")
             return []

@@ -124,10 +124,10 @@ class AudioHookMediaSession(MediaSession):
         """True for a connection probe."""
         return self.decoder.probe
 
-    def feed(self, wire: Wire) -> list[Reply]:
+    def feed(self, wire: Wire, *, media: bool | None = None) -> list[Reply]:
         if self.decoder.state == "failed" and not self.closed:
             self.failed = True
-        return super().feed(wire)
+        return super().feed(wire, media=media)
 
     def _decode(self, wire: Wire) -> list[Event]:
         return self.decoder.feed(wire)
@@ -202,7 +202,7 @@ class KvsMediaSession(MediaSession):
         self.fragment_numbers: list[str] = []
         """Numbers the store gave to this session's fragments, in put order."""
 
-    def feed(self, wire: Wire) -> list[Reply]:
+    def feed(self, wire: Wire, *, media: bool | None = None) -> list[Reply]:
         if self.closed:
             self.accounting.note_dropped("after-close")
             return []

@@ -20,8 +20,9 @@ family), the :class:`AudioTrack` / :class:`Block` / :class:`Fragment` records,
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, NamedTuple
@@ -295,6 +296,13 @@ def build_document(
     :func:`build_fragment` goes through here; the encoder calls it directly with the
     SimpleBlocks already laid out as bytes.
     """
+    return _build_document(tracks, cluster_children, tags)[0]
+
+
+def _build_document(
+    tracks: tuple[AudioTrack, ...], cluster_children: list[bytes], tags: Mapping[str, str]
+) -> tuple[bytes, int]:
+    """The document, and how many bytes follow the Cluster (its Tags)."""
     simple_tags = [
         ebml.master_element(
             SIMPLE_TAG, [ebml.string_element(TAG_NAME, k), ebml.string_element(TAG_STRING, v)]
@@ -314,7 +322,7 @@ def build_document(
         ],
         unknown_size=True,
     )
-    return _EBML_HEADER_BYTES + segment
+    return _EBML_HEADER_BYTES + segment, len(tags_el)
 
 
 def _only(elements: list[ebml.Element], element_id: int, what: str) -> ebml.Element:
@@ -410,11 +418,44 @@ def restamp_fragment(data: bytes, **tags: str) -> tuple[Fragment, int, bytes]:
                 rates[t.number] = int(f)
         samples = (blocks[:, 3] - blocks[:, 2]) // 2
         duration = max(0, int((blocks[:, 1] + samples * 1000 // rates[blocks[:, 0]]).max()))
-    return frag, duration, build_document(frag.tracks, [buf[lo:hi]], frag.tags)
+    doc, after = _build_document(frag.tracks, [buf[lo:hi]], frag.tags)
+    # What reading the new document gives is known already: remember it, so the stream's
+    # watcher and readers do not parse it again.
+    new_hi = len(doc) - after
+    new_lo = new_hi - (hi - lo)
+    moved = blocks.copy()
+    moved[:, 2:4] += new_lo - lo
+    moved.flags.writeable = False
+    _remember(doc, (frag, moved, doc, (new_lo, new_hi)))
+    return frag, duration, doc
 
 
-@functools.lru_cache(maxsize=8)
-def _read_fragment(data: bytes) -> tuple[Fragment, BlockTable, bytes, tuple[int, int]]:
+_Parsed = tuple[Fragment, BlockTable, bytes, tuple[int, int]]
+_RECENT: OrderedDict[bytes, _Parsed] = OrderedDict()
+_RECENT_SIZE = 16
+
+
+_RECENT_LOCK = threading.Lock()  # an embedded simulator's loop thread shares the module
+
+
+def _remember(data: bytes, parsed: _Parsed) -> None:
+    with _RECENT_LOCK:
+        _RECENT[data] = parsed
+        _RECENT.move_to_end(data)
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
+
+
+def _read_fragment(data: bytes) -> _Parsed:
+    with _RECENT_LOCK:
+        parsed = _RECENT.get(data)
+    if parsed is None:
+        parsed = _parse(data)
+        _remember(data, parsed)
+    return parsed
+
+
+def _parse(data: bytes) -> _Parsed:
     try:
         roots = ebml.parse(data, masters=_MASTERS, levels=_LEVELS, lazy=_LAZY)
         header = _only(roots, EBML_HEADER, "EBML header")

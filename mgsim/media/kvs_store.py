@@ -164,15 +164,41 @@ class KinesisVideoStream:
         self.region, self.account, self.name, self.creation_ms = parse_arn(arn)
         self.arn = arn
         self._fragments: list[StoredFragment] = []
-        self._index: dict[str, int] = {}
+        self._index: dict[str, int] = {}  # fragment number -> position
+        self._base = 0  # position of _fragments[0]: fragments before it were released
         self._last_tick = -1
 
     @property
     def fragments(self) -> tuple[StoredFragment, ...]:
+        """The fragments still held, oldest first."""
         return tuple(self._fragments)
 
+    @property
+    def latest(self) -> StoredFragment | None:
+        """The fragment put last, if still held."""
+        return self._fragments[-1] if self._fragments else None
+
     def __len__(self) -> int:
+        """How many fragments the stream still holds."""
         return len(self._fragments)
+
+    @property
+    def released(self) -> int:
+        """How many fragments were put and then released (:meth:`release`)."""
+        return self._base
+
+    def release(self) -> int:
+        """Let go of every fragment held (as retention expiring does); return how many.
+
+        Positions keep counting, so readers and fragment numbers stay consistent: a
+        selector naming a released fragment is ``unknown-fragment``, and a reader behind
+        the release goes on from the next fragment put.
+        """
+        count = len(self._fragments)
+        self._base += count
+        self._fragments = []
+        self._index = {}
+        return count
 
     def put_media(self, fragment: bytes | Fragment | Wire, server_time_ms: int) -> str:
         """Store one fragment, stamping the AWS tags; return its new fragment number.
@@ -201,18 +227,18 @@ class KinesisVideoStream:
             duration, data = frag.duration_ms, build_fragment(frag)
         self._last_tick = tick
         stored = StoredFragment(number, tick, producer, duration, frag.contact_id, data)
-        self._index[number] = len(self._fragments)
+        self._index[number] = self._base + len(self._fragments)
         self._fragments.append(stored)
         return number
 
     def start(self, selector: StartSelector) -> Cursor:
         """Open a read position as GetMedia does for ``selector``."""
-        frags = self._fragments
+        frags, base = self._fragments, self._base
         kind = selector.type
         if kind == "NOW":
-            return Cursor(len(frags))
+            return Cursor(base + len(frags))
         if kind == "EARLIEST":
-            return Cursor(0)
+            return Cursor(base)
         if kind in ("FRAGMENT_NUMBER", "CONTINUATION_TOKEN"):
             after = selector.after_fragment_number or selector.continuation_token or ""
             if after not in self._index:
@@ -224,15 +250,16 @@ class KinesisVideoStream:
             if (kind == "SERVER_TIMESTAMP" and f.server_ms >= t) or (
                 kind == "PRODUCER_TIMESTAMP" and f.producer_ms + max(f.duration_ms, 1) > t
             ):
-                return Cursor(i)
-        return Cursor(len(frags))
+                return Cursor(base + i)
+        return Cursor(base + len(frags))
 
     def read(self, cursor: Cursor) -> tuple[list[bytes], Cursor]:
         """Everything from ``cursor`` to now, and the cursor to continue from."""
-        new = self._fragments[cursor.position :]
+        new = self._fragments[max(0, cursor.position - self._base) :]
         if not new:
             return [], cursor
-        return [f.data for f in new], Cursor(len(self._fragments), new[-1].number)
+        end = self._base + len(self._fragments)
+        return [f.data for f in new], Cursor(end, new[-1].number)
 
     def get_media(self, selector: StartSelector) -> list[bytes]:
         """One GetMedia call drained to the current end of the stream."""
