@@ -22,12 +22,18 @@ the largest that meets both. Usage::
     python benchmarks/realtime_load.py                  # 200 calls, 60 s
     python benchmarks/realtime_load.py 40 10            # 40 calls, 10 s
     python benchmarks/realtime_load.py 200 60 --no-search
+    python benchmarks/realtime_load.py 200 60 --no-search --pin   # generator CPU 0, server CPU 1
+
+Both processes share the machine's CPUs unless ``--pin`` is given. The generator encodes
+every message before the clock starts, so the paced loop only writes bytes, and speaks
+HTTP through :class:`ShardedTransport` (httpx's transport in small pools).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -35,10 +41,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
 import numpy as np
+import uvloop
 
 from mgsim.client import AsyncClient, RetryPolicy
 from mgsim.contract.models import AmazonConnectParams
@@ -46,6 +54,7 @@ from mgsim.errors import ApiError
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import StereoCall, Wire
 from mgsim.transports.playback import Endpoints, SocketPlayResult, play_over_sockets
+from mgsim.transports.senders import prepare_wires
 
 NAMESPACES = ("twilio", "siprec", "genesysaudiohook", "amazonconnect")
 HEADERS = {"asapp-api-id": "mgsim-local", "asapp-api-secret": "mgsim-local-secret"}
@@ -59,6 +68,49 @@ def _free_port(kind: int) -> int:
         return port
 
 
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """httpx's own HTTP transport, ``shards`` of them taking requests in turn.
+
+    An httpx connection pool looks at each of its connections for every request; one pool
+    holding the couple of hundred connections of a few hundred concurrent calls spent half
+    the generator's CPU doing that. Small pools, used round-robin, keep every request's
+    look cheap while still reusing connections.
+    """
+
+    def __init__(self, shards: int = 16, per_shard: int = 16) -> None:
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pool = self._pools[self._next]
+        self._next = (self._next + 1) % len(self._pools)
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt everything alive (the call plans: hundreds of thousands of
+    wires and encoded messages) from the cyclic collector, whose full passes over them
+    otherwise stall the paced loop for 100 ms or more."""
+    gc.collect()
+    gc.freeze()
+
+
+def pin(server: _Server | None, generator_cpu: int = 0, server_cpu: int = 1) -> dict[str, Any]:
+    """Pin this process (the load generator) and the server to separate CPUs; what was
+    done, for the report (nothing on a machine with fewer than two CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or server is None:
+        return {"pinned": False}
+    os.sched_setaffinity(0, {generator_cpu})
+    os.sched_setaffinity(server.proc.pid, {server_cpu})
+    return {"pinned": True, "generator_cpu": generator_cpu, "server_cpu": server_cpu}
+
+
 def _rss_mb(pid: int) -> dict[str, float]:
     fields = {}
     with open(f"/proc/{pid}/status") as f:
@@ -67,6 +119,16 @@ def _rss_mb(pid: int) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0]) / 1024.0
     return {"rss": round(fields.get("VmRSS", 0.0), 1), "peak": round(fields.get("VmHWM", 0.0), 1)}
+
+
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` (default: this process)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Server:
@@ -118,32 +180,45 @@ def _call_audio(seconds: float, seed: int) -> StereoCall:
     return StereoCall(customer.astype(np.int16), agent.astype(np.int16))
 
 
+Plan = tuple[str, str, list[Wire], dict[str, Any]]
+
+
 def _plan(
-    i: int, seconds: float, namespaces: tuple[str, ...]
-) -> tuple[str, str, list[Wire], dict[str, Any]]:
+    i: int,
+    seconds: float,
+    namespaces: tuple[str, ...],
+    audio: StereoCall | None = None,
+    serial: int | None = None,
+) -> Plan:
+    """Call ``i`` (the namespace is the ``i``-th in turn): a fresh guid, its wires and extra
+    playback options. ``serial`` (default ``i``) makes the SIP Call-ID and the Kinesis
+    stream unique when one slot plays several calls."""
     namespace = namespaces[i % len(namespaces)]
-    audio = _call_audio(seconds, i)
+    audio = audio or _call_audio(seconds, i)
+    n = i if serial is None else serial
     extra: dict[str, Any] = {}
     if namespace == "twilio":
         guid = "CA" + uuid.uuid4().hex
         wires = list(twilio.encode(audio, guid=guid))
     elif namespace == "siprec":
-        guid = f"{i:010d}-{uuid.uuid4().int % 10**10:010d}"
-        wires = list(siprec.encode(audio, guid=guid, seed=i))
+        guid = f"{n:010d}-{uuid.uuid4().int % 10**10:010d}"
+        wires = list(siprec.encode(audio, guid=guid, seed=n))
     elif namespace == "genesysaudiohook":
         guid = str(uuid.uuid4())
         wires = list(audiohook.encode(audio, guid=guid, frame_ms=200))
     else:
         guid = str(uuid.uuid4())
-        arn = f"arn:aws:kinesisvideo:us-east-1:123456789012:stream/mgsim-load-{i}/1700000000000"
+        arn = f"arn:aws:kinesisvideo:us-east-1:123456789012:stream/mgsim-load-{n}/1700000000000"
         wires = list(kvs.encode(audio, guid=guid, stream_arn=arn, fragment_ms=1000))
         extra = {"stream_arn": arn}
+    # Encoded for the socket before the clock starts (playback only writes the bytes).
+    extra["prepared"] = prepare_wires(namespace, wires)
     return namespace, guid, wires, extra
 
 
 async def _one(
     i: int,
-    plan: tuple[str, str, list[Wire], dict[str, Any]],
+    plan: Plan,
     server: _Server,
     client: AsyncClient,
     http: httpx.AsyncClient,
@@ -190,19 +265,24 @@ async def _load(
     ramp_s: float,
     toggle_s: float,
     namespaces: tuple[str, ...],
+    cpu_mark: dict[str, float],
 ) -> Any:
     plans = [_plan(i, seconds, namespaces) for i in range(calls)]
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    settle_heap()
+    control = ShardedTransport()
+    media = ShardedTransport()
     async with (
-        AsyncClient(server.base_url, retry=RetryPolicy.off(), timeout=30.0) as client,
-        httpx.AsyncClient(timeout=30.0, limits=limits) as http,
+        AsyncClient(
+            server.base_url, transport=control, retry=RetryPolicy.off(), timeout=30.0
+        ) as client,
+        httpx.AsyncClient(transport=media, timeout=30.0) as http,
     ):
-        client._http = httpx.AsyncClient(timeout=30.0, limits=limits)  # a pool for N calls
         # Warm up: the first request opens a connection and makes the server build its
         # request validators; neither belongs in the measurement.
         with contextlib.suppress(ApiError):
             await client.start_streaming("twilio", "CA" + "0" * 32, "c", "a")
         server.stats(reset=True)
+        cpu_mark["generator"] = _cpu_s()
         tasks = [
             _one(i, plan, server, client, http, ramp_s * i / calls, seconds, toggle_s)
             for i, plan in enumerate(plans)
@@ -219,24 +299,45 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def _not_received(results: list[SocketPlayResult]) -> dict[str, int]:
+    """Media messages the server accounted for other than as received, by reason."""
+    out: Counter[str] = Counter()
+    for r in results:
+        acc = r.accounting
+        out.update(
+            {f"{r.namespace}.dropped.{k}": int(v) for k, v in acc.get("dropped", {}).items()}
+        )
+        out.update({f"{r.namespace}.error.{k}": int(v) for k, v in acc.get("errors", {}).items()})
+        if acc.get("lost"):
+            out[f"{r.namespace}.lost"] += int(acc["lost"])
+    return dict(sorted(out.items()))
+
+
 def _measure(
     calls: int,
     seconds: float,
     ramp_s: float,
     toggle_s: float,
     namespaces: tuple[str, ...] = NAMESPACES,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     server = _Server()
+    affinity = pin(server) if pinned else {"pinned": False}
     try:
         rss_start = _rss_mb(server.proc.pid)
         server.stats(reset=True)
         started = time.monotonic()
-        results = asyncio.run(_load(server, calls, seconds, ramp_s, toggle_s, namespaces))
+        cpu0 = _cpu_s(server.proc.pid)
+        mark: dict[str, float] = {}
+        results = uvloop.run(_load(server, calls, seconds, ramp_s, toggle_s, namespaces, mark))
         wall = time.monotonic() - started
+        cpu = (_cpu_s(server.proc.pid) - cpu0, _cpu_s() - mark.get("generator", 0.0))
         stats = server.stats()
         rss_end = _rss_mb(server.proc.pid)
     finally:
         server.stop()
+        if affinity["pinned"]:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     failures = [repr(r) for r in results if isinstance(r, BaseException)]
     ok = [r for r in results if isinstance(r, SocketPlayResult)]
     sent = sum(r.sent for r in ok)
@@ -247,6 +348,7 @@ def _measure(
     return {
         "calls": calls,
         "seconds": seconds,
+        "affinity": affinity,
         "wall_s": round(wall, 1),
         "calls_failed": len(failures),
         "failures": failures[:3],
@@ -254,6 +356,7 @@ def _measure(
         "media_received": received,
         "lost_frames": lost,
         "unbalanced_calls": sum(1 for r in ok if not r.balanced()),
+        "not_received": _not_received(ok),
         "action_errors": action_errors,
         "actions": sum(len(r.actions) for r in ok),
         "server_lateness_ms": lateness,
@@ -262,6 +365,7 @@ def _measure(
             ns: _percentiles([x for r in ok if r.namespace == ns for x in r.send_lateness_ms])
             for ns in namespaces
         },
+        "cpu_s": {"server": round(cpu[0], 1), "generator": round(cpu[1], 1)},
         "rss_mb": {"start": rss_start["rss"], "end": rss_end["rss"], "peak": rss_end["peak"]},
         "counters": stats["counters"],
         "meets_targets": lost == 0
@@ -280,17 +384,18 @@ def run(
     search: bool = True,
     max_runs: int = 5,
     namespaces: tuple[str, ...] = NAMESPACES,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """Measure ``calls`` concurrent real-time calls of ``seconds``; with ``search``, when
     the targets are missed, find the largest count that meets them (at most ``max_runs``
-    measurements)."""
-    runs = [_measure(calls, seconds, ramp_s, toggle_s, namespaces)]
+    measurements). ``pinned`` runs the generator on CPU 0 and the server on CPU 1."""
+    runs = [_measure(calls, seconds, ramp_s, toggle_s, namespaces, pinned)]
     best: int | None = calls if runs[0]["meets_targets"] else None
     if search and best is None:
         low, high = 0, calls  # low meets the targets (0 trivially), high does not
         n = max(1, calls // 2)
         while len(runs) < max_runs and high - low > max(2, calls // 20):
-            outcome = _measure(n, seconds, ramp_s, toggle_s, namespaces)
+            outcome = _measure(n, seconds, ramp_s, toggle_s, namespaces, pinned)
             runs.append(outcome)
             if outcome["meets_targets"]:
                 low, best = n, n
@@ -310,4 +415,6 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n_calls = int(args[0]) if args else 200
     n_seconds = float(args[1]) if len(args) > 1 else 60.0
-    print(json.dumps(run(n_calls, n_seconds, search="--no-search" not in sys.argv), indent=2))
+    search = "--no-search" not in sys.argv
+    report = run(n_calls, n_seconds, search=search, pinned="--pin" in sys.argv)
+    print(json.dumps(report, indent=2))

@@ -42,7 +42,7 @@ TARGETS_X_REALTIME = {
     "media_twilio": 300,
 }
 DEFAULT_TIMEOUT_S = 600.0
-TIMEOUTS_S = {"control_plane": 900.0, "realtime_load": 1800.0}
+TIMEOUTS_S = {"control_plane": 900.0, "realtime_load": 1800.0, "soak": 900.0}
 GRACE_S = 20.0
 
 # Imports a benchmark file by path, calls run(**kwargs) and prints its dict on one line.
@@ -281,6 +281,23 @@ def _control_plane_md(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _soak_md(result: dict[str, Any]) -> list[str]:
+    """One row per figure, nested ones as ``group.figure``, then the targets."""
+    rows = ["| measure | value |", "|---|---|"]
+    for key, value in result.items():
+        if key in ("benchmark", "counters", "targets", "failures"):
+            continue
+        if isinstance(value, dict):
+            for inner, v in value.items():
+                if not isinstance(v, (dict, list)):
+                    rows.append(f"| {key}.{inner} | {_fmt(v)} |")
+        elif not isinstance(value, list):
+            rows.append(f"| {key} | {_fmt(value)} |")
+    missed = [k for k, ok in result.get("targets", {}).items() if not ok]
+    rows.append(f"| **targets** | {'met' if not missed else '**missed**: ' + ', '.join(missed)} |")
+    return rows
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The summary printed at the end of a run."""
     m = report["machine"]
@@ -305,6 +322,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("```")
         elif entry["module"] == "control_plane":
             lines.extend(_control_plane_md(entry["result"]))
+        elif entry["module"] == "soak":
+            lines.extend(_soak_md(entry["result"]))
         else:
             lines.extend(_media_md(entry["module"], entry["result"]))
         lines.append("")

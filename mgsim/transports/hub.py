@@ -68,28 +68,33 @@ class Feeder:
         self._seen: Counter[str] = Counter()
         self._lateness = SessionLateness(hub.lateness)
         self._guid: str | None = None
+        self._now = hub.clock.now
 
     def feed(self, channel: str, data: str | bytes) -> list[Reply]:
         """Feed one message that just arrived on ``channel``; return the replies to send."""
-        now = self.hub.clock.now()
-        media = is_media(self.namespace, Wire(0.0, channel, data))
+        # Runs once per media frame for every live call: one Wire per message, no repeated
+        # lookups.
+        now = self._now()
         if self._await_media:
-            if not media:
-                return self._feed(Wire(0.0, channel, data), False, 0.0)
+            wire = Wire(0.0, channel, data)
+            if not is_media(self.namespace, wire):
+                return self._feed(wire, False, 0.0)
             self._await_media = False
             self.t0 = now
         arrival_ms = (now - self.t0) * 1000.0
         at_ms = arrival_ms
         if self.quantum_ms:
             at_ms = round(arrival_ms / self.quantum_ms) * self.quantum_ms
-        return self._feed(Wire(at_ms, channel, data), media, arrival_ms)
+        wire = Wire(at_ms, channel, data)
+        return self._feed(wire, is_media(self.namespace, wire), arrival_ms)
 
     def _feed(self, wire: Wire, media: bool, arrival_ms: float) -> list[Reply]:
         session = self.session
         call = session.call
         received = call.accounting.received if call is not None else -1
-        replies = session.feed(wire)
-        if sum(session.errors.values()) != self._errors:
+        replies = session.feed(wire, media=media)
+        errors = session.errors
+        if errors and errors.total() != self._errors:
             self._count_errors()
         call = session.call
         if call is not None:
@@ -103,7 +108,7 @@ class Feeder:
     def close(self) -> list[Reply]:
         """The connection ended: close the session (the call hangs up)."""
         replies = self.session.close()
-        if sum(self.session.errors.values()) != self._errors:
+        if self.session.errors.total() != self._errors:
             self._count_errors()
         call = self.session.call
         if call is not None and call.guid != self._guid:
@@ -117,11 +122,16 @@ class Feeder:
             for _ in range(n - self._seen[reason]):
                 self.hub.count(f"media.{self.namespace}.error.{reason}")
             self._seen[reason] = n
-        self._errors = sum(self.session.errors.values())
+        self._errors = self.session.errors.total()
 
 
 def _media_end_ms(call: CallState) -> float:
-    return max((len(t) for t in call.timelines.values()), default=0) / 8.0
+    end = 0
+    for timeline in call.timelines.values():
+        n = len(timeline)
+        if n > end:
+            end = n
+    return end / 8.0
 
 
 class MediaHub:

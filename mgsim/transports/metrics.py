@@ -34,16 +34,23 @@ class LatenessHistogram:
 
     def __init__(self) -> None:
         self._buckets = [0] * (int(_MAX_MS / _BUCKET_MS) + 1)
+        self._last = len(self._buckets) - 1
         self.count = 0
         self.max_ms = 0.0
 
     def add(self, ms: float) -> None:
         """Record one lateness value (negative values count as 0)."""
-        ms = max(0.0, ms)
-        index = min(len(self._buckets) - 1, math.ceil(ms / _BUCKET_MS - 1e-9))
+        # Called for every media message of every call: plain comparisons, no builtins.
+        if ms > 0.0:
+            index = math.ceil(ms / _BUCKET_MS - 1e-9)
+            if index > self._last:
+                index = self._last
+            if ms > self.max_ms:
+                self.max_ms = ms
+        else:
+            index = 0
         self._buckets[index] += 1
         self.count += 1
-        self.max_ms = max(self.max_ms, ms)
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100) in ms; 0.0 when empty."""
@@ -76,16 +83,16 @@ class LatenessHistogram:
 class SessionLateness:
     """Lateness of one session's media messages against its own best-placed message."""
 
-    __slots__ = ("_best", "_histogram")
+    __slots__ = ("_add", "_best", "_histogram")
 
     def __init__(self, histogram: LatenessHistogram) -> None:
         self._histogram = histogram
-        self._best: float | None = None
+        self._add = histogram.add
+        self._best = math.inf
 
     def observe(self, arrival_ms: float, media_ms: float) -> None:
         """A media message whose audio ends at ``media_ms`` arrived at ``arrival_ms``."""
         offset = arrival_ms - media_ms
-        best = self._best
-        if best is None or offset < best:
-            self._best = best = offset
-        self._histogram.add(offset - best)
+        if offset < self._best:
+            self._best = offset
+        self._add(offset - self._best)

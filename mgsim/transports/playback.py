@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ from mgsim.transports.senders import (
     Sender,
     SiprecSender,
     TwilioSender,
+    prepare_wires,
 )
 from mgsim.transports.websocket import AUDIOHOOK_PATH
 
@@ -223,13 +224,16 @@ async def play_over_sockets(
     strict: bool = True,
     settle_s: float = 10.0,
     sender_options: Mapping[str, Any] | None = None,
+    prepared: Sequence[Any] | None = None,
 ) -> SocketPlayResult:
     """Send ``wires`` of ``namespace`` to the server over its real transport.
 
     ``client`` (an :class:`~mgsim.AsyncClient` on the same server) fetches the Twilio URL
     and follows the call's accounting; one is made for ``endpoints.base_url`` if omitted.
     ``guid`` is read from the wires when it can be (Twilio, AudioHook, Amazon Connect);
-    SIPREC needs it for ``on_open``, settling and the final accounting.
+    SIPREC needs it for ``on_open``, settling and the final accounting. ``prepared``
+    (from :func:`~mgsim.transports.senders.prepare_wires`, one per wire) saves encoding
+    the messages when the call starts.
     """
     if isinstance(endpoints, str):
         endpoints = Endpoints(endpoints)
@@ -251,6 +255,11 @@ async def play_over_sockets(
             sip_transport=sip_transport,
             sender_options=sender_options or {},
         )
+        # Encoded before the clock starts: in the paced loop a message is only written.
+        packets = list(prepared) if prepared is not None else prepare_wires(namespace, wire_list)
+        if len(packets) != len(wire_list):
+            raise ConfigError(f"{len(packets)} prepared messages for {len(wire_list)} wires")
+        media = [is_media(namespace, wire) for wire in wire_list]
         t0 = loop.time()
         pending = 0
         if first is not None:
@@ -268,20 +277,28 @@ async def play_over_sockets(
                     await settle(client, guid, result.sent, settle_s)
                 await _run_action(fn, at_ms, result.actions, strict)
 
-        for wire in wire_list:
-            await run_due(wire.at_ms)
+        lateness = result.send_lateness_ms
+        for i, wire in enumerate(wire_list):
+            if pending < len(schedule) and schedule[pending][0] <= wire.at_ms:
+                await run_due(wire.at_ms)
             if realtime:
                 delay = t0 + wire.at_ms / 1000.0 - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                result.send_lateness_ms.append(max(0.0, -delay * 1000.0))
+                    lateness.append(0.0)
+                else:
+                    lateness.append(max(0.0, -delay * 1000.0))
             elif wire.channel == "sip" and result.sent and guid is not None:
                 # SIP and RTP arrive on different sockets: let RTP land before a BYE or a
                 # re-INVITE overtakes it.
                 await settle(client, guid, result.sent, settle_s)
-            await sender.send(wire)
+            packet = packets[i]
+            if packet is None:
+                await sender.send(wire)
+            else:
+                sender.write(packet)
             result.messages += 1
-            result.sent += is_media(namespace, wire)
+            result.sent += media[i]
             if on_open is not None and opens_session(namespace, wire) and guid is not None:
                 await settle(client, guid, 0, settle_s)
                 await _run_action(on_open, wire.at_ms, result.actions, strict)

@@ -4,6 +4,11 @@ One sender per platform, all with the same shape: ``await open(first_wire)``, th
 ``await send(wire)`` for each message in order, then ``await finish()``. What the server
 answered is kept in :attr:`Sender.replies`, a close code in :attr:`Sender.close_code`.
 
+A real-time load generator can do the encoding before its clock starts:
+``prepare(wire)`` turns a message into the exact bytes that go on the socket (a masked
+WebSocket frame, an RTP datagram), or None when the message needs the awaited ``send``
+(SIP requests, HTTP fragments); ``write(packet)`` then only writes them.
+
 * :class:`TwilioSender`: a WebSocket client on the URL from
   ``GET /mg-autotranscribe/v1/twilio-media-stream-url``; text frames.
 * :class:`AudioHookSender`: a WebSocket client whose upgrade carries the AudioHook headers
@@ -24,12 +29,15 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from mgsim.errors import TransportError
 from mgsim.media._base import Wire
@@ -44,6 +52,7 @@ __all__ = [
     "Sender",
     "SiprecSender",
     "TwilioSender",
+    "prepare_wires",
 ]
 
 _MAX_WS = 1 << 20
@@ -63,6 +72,16 @@ class Sender:
         """Connect; ``first`` is the first message to be sent (some need its contents)."""
 
     async def send(self, wire: Wire) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def prepare(cls, wire: Wire) -> Any:
+        """The bytes (or whatever :meth:`write` takes) that carry ``wire``, encoded ahead
+        of time (no connection needed); None when ``wire`` must go through :meth:`send`."""
+        return None
+
+    def write(self, packet: Any) -> None:
+        """Put a message from :meth:`prepare` on the socket now (no waiting)."""
         raise NotImplementedError
 
     async def finish(self) -> None:
@@ -117,6 +136,23 @@ class _WebSocketSender(Sender):
             await ws.send(wire.data)
         except ConnectionClosed:
             self._note_close(ws)
+
+    @classmethod
+    def prepare(cls, wire: Wire) -> bytes:
+        # A complete client frame, masked with its own random key as RFC 6455 asks; whole
+        # frames written to the transport interleave safely with the library's own writes.
+        data = wire.data
+        if isinstance(data, str):
+            frame = Frame(Opcode.TEXT, data.encode())
+        else:
+            frame = Frame(Opcode.BINARY, bytes(data))
+        return frame.serialize(mask=True)
+
+    def write(self, packet: Any) -> None:
+        ws = self.ws
+        if ws is None or self.close_code is not None or ws.protocol.state is not State.OPEN:
+            return  # as in send: after the server closed, nothing more is delivered
+        ws.transport.write(packet)
 
     async def _close(self, timeout: float = 5.0) -> None:
         ws = self.ws
@@ -342,9 +378,20 @@ class SiprecSender(Sender):
             if response is not None and response.status == 200 and self.rtp_ports is None:
                 await self._open_rtp(response)
             return
-        rtp = self._rtp.get(wire.channel)
+        self.write(self.prepare(wire))
+
+    @classmethod
+    def prepare(cls, wire: Wire) -> tuple[str, bytes] | None:
+        if wire.channel == "sip":
+            return None
+        data = wire.data
+        return wire.channel, data if isinstance(data, bytes) else data.encode()
+
+    def write(self, packet: Any) -> None:
+        channel, data = packet
+        rtp = self._rtp.get(channel)
         if rtp is not None:
-            rtp.sendto(wire.data if isinstance(wire.data, bytes) else wire.data.encode())
+            rtp.sendto(data)
 
     async def _open_rtp(self, answer: SipMessage) -> None:
         media_type, _ = parse_content_type(answer.get("Content-Type") or "")
@@ -411,3 +458,27 @@ class KvsSender(Sender):
         finally:
             if self._own:
                 await self.http.aclose()
+
+
+_SENDERS: dict[str, type[Sender]] = {
+    "twilio": TwilioSender,
+    "genesysaudiohook": AudioHookSender,
+    "siprec": SiprecSender,
+    "amazonconnect": KvsSender,
+}
+
+
+def prepare_wires(namespace: str, wires: Iterable[Wire]) -> list[Any]:
+    """:meth:`Sender.prepare` of each wire, for ``namespace``'s sender: what a load
+    generator encodes before its clock starts and hands to
+    :func:`~mgsim.transports.playback.play_over_sockets` as ``prepared``.
+
+    >>> from mgsim.media._base import Wire
+    >>> prepare_wires("siprec", [Wire(0.0, "rtp:0", b"\\x80")])
+    [('rtp:0', b'\\x80')]
+    """
+    try:
+        sender = _SENDERS[namespace]
+    except KeyError:
+        raise TransportError(f"unknown namespace {namespace!r}") from None
+    return [sender.prepare(wire) for wire in wires]
