@@ -78,7 +78,11 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, shards: int = 16, per_shard: int = 16) -> None:
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        # Idle connections are closed before uvicorn's 5 s keep-alive runs out, so a request
+        # never races the server closing the connection it was sent on.
+        limits = httpx.Limits(
+            max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=2.0
+        )
         self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
         self._next = 0
 

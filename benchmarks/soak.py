@@ -6,8 +6,10 @@ in turn (Twilio 20 ms frames, SIPREC RTP, AudioHook 200 ms frames, Amazon Connec
 fragments), so ``slots`` calls are live at any moment and several times as many are served.
 Every call starts and stops streaming every few seconds through :class:`mgsim.AsyncClient`
 and ends stopped, so each streaming window's stop summary is seen. The machinery (server
-process, lean HTTP transport, call plans, socket playback) is that of
-``benchmarks/realtime_load.py``.
+process, sharded httpx transport, call plans, socket playback) is that of
+``benchmarks/realtime_load.py``. Each call is given a script over the simulator's API
+(``PUT /_sim/v1/calls/{guid}/script``: the words of a sample call that fit in it), so its
+streaming windows are transcribed.
 
 Reported, and checked against the targets (the exit status is 1 if any is missed):
 
@@ -70,13 +72,14 @@ from realtime_load import (
 
 from mgsim.client import AsyncClient, RetryPolicy
 from mgsim.contract.models import AmazonConnectParams, StreamingResult
-from mgsim.errors import ApiError
+from mgsim.errors import ApiError, TransportError
 from mgsim.gateway.sessions import is_media
 from mgsim.media._base import StereoCall, Wire
 from mgsim.transports.playback import SocketPlayResult, play_over_sockets
 
 RSS_SLOPE_TARGET = 10.0
 """MB/min: the most the server's memory may grow over the second half of a soak."""
+SCRIPT_SAMPLE = "card_payment"
 _MIN_SLOPE_S = 30.0
 _EXPECTED_STATUS = 409  # a start while streaming, a stop while stopped, a concurrent request
 
@@ -192,6 +195,16 @@ async def _slot(
         options: dict[str, Any] | None = None
         if namespace == "amazonconnect":
             options = {"http": http}
+        # Transcribed from a script (the words of a sample call that fit in this one), so
+        # every streaming window yields transcripts to account for.
+        script = {"sample": SCRIPT_SAMPLE, "untilMs": duration * 1000.0}
+        try:
+            await client.request(
+                "PUT", f"/_sim/v1/calls/{guid}/script", json=script, raise_for_status=True
+            )
+        except (ApiError, TransportError) as exc:
+            tally.errors["script"] += 1
+            tally.notes[f"script {str(exc)[:60]}"] += 1
         try:
             result = await play_over_sockets(
                 server.endpoints,
@@ -224,6 +237,9 @@ async def _slot(
             tally.stored_transcripts += len(await client.conversation_messages(guid))
         except ApiError as exc:
             tally.errors[f"messages.{exc.status}"] += 1
+        except TransportError as exc:  # no answer: an unexpected error, not a crash
+            tally.errors["messages.no-answer"] += 1
+            tally.notes[f"messages {str(exc)[:60]}"] += 1
 
 
 async def _sample_rss(pid: int, samples: list[tuple[float, float]], t0: float) -> None:

@@ -355,3 +355,52 @@ def test_request_ids_are_fresh(sim: Simulator) -> None:
 def test_openapi_is_served(sim: Simulator) -> None:
     r = call(sim, "GET", "/openapi.yaml", headers={})
     assert r.status_code == 200 and "startStreaming" in r.text
+
+
+def test_a_script_attached_over_http_transcribes_media_from_any_session(sim: Simulator) -> None:
+    from mgsim.gateway.sessions import open_media_session
+    from mgsim.media import twilio
+    from mgsim.sim.call import load_sample
+
+    sample = load_sample("card_payment")
+    guid = GUIDS["twilio"]
+    r = call(sim, "PUT", f"/_sim/v1/calls/{guid}/script", {"sample": "card_payment"})
+    assert r.status_code == 200
+    validate("SimScript", r.json())
+    assert r.json() == {"guid": guid, "words": len(sample.words), "source": "sample:card_payment"}
+    session = open_media_session(sim.gateway, "twilio")
+    wires = list(twilio.encode(sample.audio, guid=guid))
+    half = len(wires) // 2
+    for wire in wires[:2]:
+        session.feed(wire)
+    assert call(sim, "POST", START, start_body("twilio")).status_code == 200
+    for wire in wires[2:half]:
+        session.feed(wire)
+    stopped = call(sim, "POST", STOP, {"namespace": "twilio", "guid": guid}).json()
+    streams = stopped["autotranscribeResponse"]
+    counted = sum(streams[role]["summary"]["transcripts"] for role in ("customer", "agent"))
+    stored = call(sim, "GET", f"/conversation/v1/conversation/messages?externalId={guid}")
+    assert counted > 0 and counted == len(stored.json()["items"])
+
+
+HI = {"speaker": "agent", "text": "hi", "startMs": 0, "endMs": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"sample": "card_payment", "words": [HI]}, "body"),
+        ({"sample": "no_such_call"}, "sample"),
+        ({"words": [{"speaker": "agent", "text": "hi", "startMs": 5, "endMs": 1}]}, "words[0]"),
+        ({"words": [HI], "untilMs": 1}, "untilMs"),
+        ({"words": [{"speaker": "caller", "text": "hi", "startMs": 0, "endMs": 1}]}, "speaker"),
+        ({"sample": "card_payment", "untilMs": -1}, "untilMs"),
+    ],
+)  # fmt: skip
+def test_bad_scripts_are_refused_naming_the_field(
+    sim: Simulator, body: dict[str, Any], field: str
+) -> None:
+    r = call(sim, "PUT", f"/_sim/v1/calls/{GUIDS['twilio']}/script", body)
+    assert code(r) == "400-201"
+    assert field in r.json()["error"]["message"]

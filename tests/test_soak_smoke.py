@@ -50,6 +50,8 @@ def test_every_frame_is_received_and_accounted(
 
 
 def test_transcripts_and_errors_are_accounted(report: dict[str, Any]) -> None:
+    # Every call has a script, so streaming windows produce transcripts to account for.
+    assert report["transcripts"]["stop_summaries"] > 0
     assert report["transcripts"]["stop_summaries"] == report["transcripts"]["stored"]
     assert report["unexpected_errors"] == {"total": 0}
     assert report["targets"]["books_balance"] and report["targets"]["no_lost_frames"]

@@ -350,4 +350,7 @@ class Gateway:
             if old is not None:
                 old.timelines.clear()
                 old.audio_released = True
+                # Its transcripts stay in ``messages`` (the conversation API); the engine
+                # and the per-utterance detail go with the audio.
+                self.transcription.forget(old.guid)
         return call

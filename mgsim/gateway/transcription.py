@@ -85,6 +85,11 @@ class GatewayTranscription:
         wall_base = clock.wall() - timedelta(seconds=clock.now() - opened)
         self._calls[guid] = _CallTranscripts(engine, wall_base)
 
+    def forget(self, guid: str) -> None:
+        """Drop what is kept for transcribing ``guid`` (its engine, utterances and webhook
+        bodies); the stored conversation messages are not touched."""
+        self._calls.pop(guid, None)
+
     def utterances(self, guid: str) -> list[Utterance]:
         """Every utterance transcribed for ``guid`` so far (all segments)."""
         state = self._calls.get(guid)

@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from mgsim.server.injection import (
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
+from mgsim.speech.engine import ScriptEngine, Word
 from mgsim.transports.hub import MediaHub
 from mgsim.transports.routes import media_lifespan, media_routes
 
@@ -356,6 +358,43 @@ async def _sim_open(state: ServerState, request: Request, body: dict[str, Any] |
     return JSONResponse(_sim_call_view(call), status_code=201)
 
 
+async def _sim_script(
+    state: ServerState, request: Request, body: dict[str, Any] | None
+) -> Response:
+    assert body is not None
+    guid = request.path_params["guid"]
+    words, source = _script_words(body)
+    state.gateway.transcription.attach(guid, ScriptEngine(words))
+    return JSONResponse({"guid": guid, "words": len(words), "source": source})
+
+
+def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
+    """The words a script request names, or 400-201 naming what is wrong."""
+    if ("sample" in body) == ("words" in body):
+        raise Problem("400-201", "body: give either sample or words")
+    if "sample" in body:
+        from mgsim.sim.call import list_samples, load_sample  # reads files: only when asked
+
+        name = body["sample"]
+        if name not in {p.stem for p in list_samples()}:
+            raise Problem("400-201", f"sample: no sample call named {name!r}")
+        until = body.get("untilMs", math.inf)
+        words = [
+            Word(w.speaker, w.text, w.start_ms, w.end_ms)
+            for w in load_sample(name).words
+            if w.end_ms <= until
+        ]
+        return words, f"sample:{name}"
+    if "untilMs" in body:
+        raise Problem("400-201", "untilMs: applies to sample only")
+    words = []
+    for i, w in enumerate(body["words"]):
+        if w["endMs"] < w["startMs"]:
+            raise Problem("400-201", f"words[{i}].endMs: {w['endMs']} is before startMs")
+        words.append(Word(w["speaker"], w["text"], w["startMs"], w["endMs"]))
+    return words, "words"
+
+
 def _sim_find(state: ServerState, guid: str) -> Any:
     call = state.gateway.calls.get(guid)
     if call is None:
@@ -437,6 +476,11 @@ def create_app(
             methods=["POST"],
         ),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_get, vendor=False), methods=["GET"]),
+        Route(
+            "/_sim/v1/calls/{guid}/script",
+            _endpoint(_sim_script, schema="SimScriptRequest", vendor=False),
+            methods=["PUT"],
+        ),
         Route("/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]),
         Route("/_sim/v1/faults", _endpoint(sim_faults_list, vendor=False), methods=["GET"]),
         Route(
