@@ -8,7 +8,7 @@
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
                 [--loss P] [--jitter-ms N] [--reorder P]
-                [--transport inprocess|socket] [--json]
+                [--transport inprocess|socket] [--realtime] [--json]
     mgsim demo  [--json]
 """
 
@@ -136,6 +136,7 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         seed=args.seed,
         confirm_stop=not args.naive_stop,
         impairment=impairment,
+        realtime=args.realtime,
     )
 
 
@@ -381,8 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="inprocess",
         choices=["inprocess", "socket"],
         help="inprocess (default): a virtual-time embedded gateway; socket: a real server on "
-        "loopback, media over SIP/RTP, WebSocket or KVS HTTP and control over HTTP (no "
-        "--latency-ms or --fail-rate, hence no fail-closed masking)",
+        "loopback, media over SIP/RTP, WebSocket or KVS HTTP and control over HTTP "
+        "(--latency-ms and --fail-rate need --realtime there)",
+    )
+    call.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace the call in real time (it takes as long as the call); over sockets this "
+        "is what --latency-ms and --fail-rate need",
     )
     call.add_argument("--seed", type=int, default=0)
     call.add_argument("--json", action="store_true", help="print one JSON object")

@@ -86,10 +86,12 @@ def test_call_over_sockets_prints_the_same_json_shape(
     ]
 
 
-def test_call_over_sockets_refuses_latency(capsys: pytest.CaptureFixture[str]) -> None:
+def test_call_over_sockets_wants_real_time_for_latency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     argv = ["call", "--namespace", "twilio", "--audio", "card_payment", "--transport", "socket"]
     assert main([*argv, "--latency-ms", "400"]) == 2
-    assert "does not simulate control latency" in capsys.readouterr().err
+    assert "need real time" in capsys.readouterr().err
 
 
 def test_call_with_media_impairment_reports_what_was_done(

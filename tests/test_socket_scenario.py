@@ -53,22 +53,46 @@ def test_naive_stop_over_sockets(call: Call) -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    "options",
     [
-        ({"control_latency_ms": 400.0}, "control latency"),
-        ({"control_jitter_ms": 50.0}, "control latency"),
-        ({"faults": Faults(rate_503=0.5)}, "faults"),
-        ({"faults": Faults(latency_ms=10.0)}, "faults"),
+        {"control_latency_ms": 400.0},
+        {"control_jitter_ms": 50.0},
+        {"faults": Faults(rate_503=0.5)},
+        {"faults": Faults(latency_ms=10.0)},
     ],
 )
-def test_unsupported_options_are_refused(
-    options: dict[str, object], message: str, call: Call
-) -> None:
+def test_latency_and_faults_need_real_time(options: dict[str, object], call: Call) -> None:
     scenario = Scenario(call, "twilio", Plan("guard"), **options)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match="need real time"):
         check_socket_scenario(scenario)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match="need real time"):
         run_scenario_over_sockets(scenario)
+    check_socket_scenario(Scenario(call, "twilio", Plan("guard"), realtime=True, **options))  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("confirm_stop", [False, True], ids=["naive", "fail-closed"])
+def test_a_slow_stop_over_sockets_in_real_time(call: Call, confirm_stop: bool) -> None:
+    """400 ms of control latency and a guard with no margin, on a real server in real time:
+    media keeps flowing while the stop is slow. The naive stop lets the start of the card
+    number through; the PCI-safe stop's deadline passes unconfirmed, so the audio is masked
+    at the source and nothing leaks, as in process."""
+    short = call.truncated(27_000)  # the card number (20.7-26.6 s) and no more
+    scenario = Scenario(
+        short, "twilio", Plan("guard", margin_before_ms=0), control_latency_ms=400,
+        confirm_stop=confirm_stop, realtime=True, redaction_output="unredacted",
+    )  # fmt: skip
+    result = run_scenario_over_sockets(scenario)
+    reference = run_scenario(scenario)
+    stop = next(a for a in result.actions if a.action == "stop")
+    assert stop.done_ms >= stop.at_ms + 350  # the latency was spent while media went on
+    if confirm_stop:
+        assert stop.masked_until_ms is not None and not stop.confirmed
+        assert result.leaks["pci_words_transcribed"] == 0
+    else:
+        assert result.leaks["pci_words_transcribed"] > 0
+        assert result.leaks["pci_ms_transcribed"] > 0
+    assert result.leaks["pci_words_transcribed"] == reference.leaks["pci_words_transcribed"]
 
 
 def test_plain_faults_are_accepted(call: Call) -> None:

@@ -10,10 +10,13 @@ action it waits until the server has accounted for every media message sent, so 
 streamed matches the in-process run of the same scenario. The result is built from the
 server's gateway state exactly as the in-process runner builds it.
 
-Control-plane latency, injected faults and fail-closed masking at the source are not
-simulated over sockets: a scenario asking for latency or faults raises
-:class:`~mgsim.errors.ConfigError`. (With neither, fast-mode playback holds the media until
-each stop is answered, so a fail-closed guard never has anything to mask.)
+Control-plane latency and injected faults need real time (``Scenario.realtime``): the
+server then spends the latency and draws the faults, each action runs beside the media
+(a slow or retried stop lets audio through meanwhile, as on a real call), and a guard whose
+stop is not confirmed by its deadline masks the audio at the source, as in process. In fast
+mode there is no clock for latency to take: a scenario asking for it raises
+:class:`~mgsim.errors.ConfigError`. (Fast-mode playback holds the media until each stop is
+answered, so a fail-closed guard never has anything to mask.)
 
 >>> from mgsim.sim.call import load_sample
 >>> from mgsim.sim.plans import Plan
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,8 +39,10 @@ from mgsim.client import AsyncClient, RetryPolicy
 from mgsim.contract.models import AmazonConnectParams, AutotranscribeParams
 from mgsim.errors import ConfigError, MgsimError, TransportError
 from mgsim.journal import Journal
-from mgsim.server.config import SimulatorConfig
+from mgsim.media._base import Wire
+from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
+from mgsim.sim.masking import silence
 from mgsim.sim.plans import ControlAction
 from mgsim.sim.scenario import (
     ActionRecord,
@@ -61,33 +67,37 @@ _RTP_BURST_MS = 500.0  # 25 packets per RTP socket between waits
 
 def check_socket_scenario(scenario: Scenario) -> None:
     """Raise :class:`ConfigError` if ``scenario`` asks for what the socket transport does
-    not simulate (control latency or jitter, injected faults).
+    not simulate in fast mode (control latency or jitter, injected faults).
 
     >>> from mgsim.sim.call import load_sample
     >>> slow = Scenario(load_sample("card_payment"), control_latency_ms=400)
     >>> check_socket_scenario(slow)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mgsim.errors.ConfigError: the socket transport does not simulate control latency or ...
+    mgsim.errors.ConfigError: over sockets, control latency and faults need real time ...
     """
-    if scenario.control_latency_ms or scenario.control_jitter_ms:
+    if _has_faults(scenario) and not scenario.realtime:
         raise ConfigError(
-            "the socket transport does not simulate control latency or jitter; "
-            "use the in-process transport"
+            "over sockets, control latency and faults need real time (Scenario.realtime, "
+            "mgsim call --realtime); fast mode has no clock for them to take"
         )
-    faults = scenario.faults
-    if faults is not None and any(
-        (
-            faults.latency_ms,
-            faults.jitter_ms,
-            faults.rate_503,
-            faults.rate_500,
-            faults.rate_429,
-        )
-    ):
-        raise ConfigError(
-            "the socket transport does not inject faults; use the in-process transport"
-        )
+
+
+def _has_faults(sc: Scenario) -> bool:
+    faults = sc.faults
+    drawn = faults is not None and any(
+        (faults.latency_ms, faults.jitter_ms, faults.rate_503, faults.rate_500, faults.rate_429)
+    )
+    return bool(drawn or sc.control_latency_ms or sc.control_jitter_ms)
+
+
+def _server_faults(sc: Scenario) -> Faults:
+    base = sc.faults or Faults()
+    return replace(
+        base,
+        latency_ms=base.latency_ms + sc.control_latency_ms,
+        jitter_ms=base.jitter_ms + sc.control_jitter_ms,
+    )
 
 
 def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
@@ -95,7 +105,11 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
     :func:`~mgsim.sim.scenario.run_scenario` does. The server is always shut down."""
     check_socket_scenario(scenario)
     config = SimulatorConfig(
-        seed=scenario.seed, spike_arrest_per_s=None, daily_quota=None, sip_port=0
+        seed=scenario.seed,
+        spike_arrest_per_s=None,
+        daily_quota=None,
+        sip_port=0,
+        faults=_server_faults(scenario),
     )
     sim = Simulator(config)
     sink = WebhookSink()
@@ -163,16 +177,51 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             )  # fmt: skip
             return record(action, confirmed, detail)
 
-        def schedule_entry(action: ControlAction) -> Callable[[], Coroutine[Any, Any, None]]:
+        # In real time actions run beside the media and a guard keeps its deadline on the
+        # clock (as in process); in fast mode each action holds the media until answered.
+        concurrent = sc.realtime
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        actions = sc.plan.actions(sc.call)
+        confirmed_at: dict[int, float] = {}
+        mask: list[tuple[float, float]] = []
+        masked: dict[int, tuple[float, float]] = {}
+
+        def schedule_entry(
+            i: int, action: ControlAction
+        ) -> Callable[[], Coroutine[Any, Any, None]]:
             async def run() -> None:
-                records.append(await act(action))
+                done = await act(action)
+                if done.confirmed and action.action == "stop":
+                    confirmed_at[i] = done.done_ms
+                records.append(done)
 
             return run
 
+        def watchdog(i: int, action: ControlAction) -> Callable[[], None]:
+            def check() -> None:
+                if i not in confirmed_at:
+                    until = next(
+                        (a.at_ms for a in actions[i + 1 :] if a.action == "start"),
+                        sc.call.duration_ms,
+                    )
+                    window = (action.at_ms + within_ms, until)
+                    mask.append(window)
+                    masked[i] = window
+
+            return check
+
+        def at_source(wire: Wire) -> Wire:
+            if mask and any(lo <= wire.at_ms < hi for lo, hi in mask):
+                return silence(sc.namespace, wire)
+            return wire
+
         def record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
             # Fast mode holds the media while an action runs: it takes effect at its
-            # (possibly deferred) media time.
+            # (possibly deferred) media time. In real time it took what the clock says.
             done_ms = max(action.at_ms, opens_ms)
+            if concurrent:
+                done_ms = round((loop.time() - started) * 1000.0, 3)
             return ActionRecord(
                 action.at_ms, action.action, action.reason, confirmed, detail, done_ms
             )
@@ -183,8 +232,14 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
         # wire (Connect's first fragment ends at 1 s) goes right after it.
         opens_ms = wires[0].at_ms + _AFTER_MS if wires else 0.0
         schedule: list[tuple[float, Callable[[], Any]]] = [
-            (max(a.at_ms, opens_ms), schedule_entry(a)) for a in sc.plan.actions(sc.call)
+            (max(a.at_ms, opens_ms), schedule_entry(i, a)) for i, a in enumerate(actions)
         ]
+        if concurrent and sc.confirm_stop and sc.fail_closed:
+            schedule += [
+                (a.at_ms + within_ms, watchdog(i, a))
+                for i, a in enumerate(actions)
+                if a.action == "stop" and a.guards
+            ]
         if sc.namespace == "siprec" and not sc.realtime:
             # RTP is UDP: unpaced, a whole call overflows the server's receive buffer. A
             # no-op action every so often makes fast mode wait until the server has
@@ -202,7 +257,22 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             guid=guid,
             realtime=sc.realtime,
             stream_arn=stream_arn,
+            concurrent_actions=concurrent,
+            transform=at_source if concurrent else None,
         )
+        records.sort(key=lambda r: r.at_ms)
+        for i, (lo, hi) in masked.items():
+            action = actions[i]
+            for k, rec in enumerate(records):
+                if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
+                    late = " (confirmed too late)" if rec.confirmed else ""
+                    records[k] = replace(
+                        rec,
+                        confirmed=False,
+                        detail=f"{rec.detail}{late}; audio masked at the source from "
+                        f"{lo / 1000:.2f} s to {hi / 1000:.2f} s (fail closed)",
+                        masked_until_ms=hi,
+                    )
         return records, control.journal
 
 

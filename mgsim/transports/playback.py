@@ -225,6 +225,8 @@ async def play_over_sockets(
     settle_s: float = 10.0,
     sender_options: Mapping[str, Any] | None = None,
     prepared: Sequence[Any] | None = None,
+    concurrent_actions: bool = False,
+    transform: Callable[[Wire], Wire] | None = None,
 ) -> SocketPlayResult:
     """Send ``wires`` of ``namespace`` to the server over its real transport.
 
@@ -234,7 +236,14 @@ async def play_over_sockets(
     SIPREC needs it for ``on_open``, settling and the final accounting. ``prepared``
     (from :func:`~mgsim.transports.senders.prepare_wires`, one per wire) saves encoding
     the messages when the call starts.
+
+    With ``concurrent_actions`` (real time only) each action starts at its time and runs
+    beside the media instead of holding it: a slow or retried stop lets media through
+    meanwhile, as it would on a real call. ``transform`` rewrites each wire just before
+    it is sent (an integration masking audio at the source).
     """
+    if concurrent_actions and not realtime:
+        raise ConfigError("concurrent_actions needs realtime=True: fast mode has no clock")
     if isinstance(endpoints, str):
         endpoints = Endpoints(endpoints)
     items = actions.items() if isinstance(actions, Mapping) else (actions or ())
@@ -266,11 +275,20 @@ async def play_over_sockets(
             await sender.open(first)
             t0 = loop.time()  # media time starts once connected, as a platform's does
 
+        running: list[asyncio.Task[None]] = []
+
+        async def timed(fn: Callable[[], Any], at_ms: float) -> None:
+            await asyncio.sleep(max(0.0, t0 + at_ms / 1000.0 - loop.time()))
+            await _run_action(fn, at_ms, result.actions, strict)
+
         async def run_due(until_ms: float) -> None:
             nonlocal pending
             while pending < len(schedule) and schedule[pending][0] <= until_ms:
                 at_ms, _, fn = schedule[pending]
                 pending += 1
+                if concurrent_actions:
+                    running.append(asyncio.ensure_future(timed(fn, at_ms)))
+                    continue
                 if realtime:
                     await asyncio.sleep(max(0.0, t0 + at_ms / 1000.0 - loop.time()))
                 elif guid is not None and result.sent:
@@ -293,6 +311,10 @@ async def play_over_sockets(
                 # re-INVITE overtakes it.
                 await settle(client, guid, result.sent, settle_s)
             packet = packets[i]
+            if transform is not None:
+                sent = transform(wire)
+                if sent is not wire:
+                    wire, packet = sent, prepare_wires(namespace, [sent])[0]
             if packet is None:
                 await sender.send(wire)
             else:
@@ -308,6 +330,8 @@ async def play_over_sockets(
         await run_due(wire_list[-1].at_ms if wire_list else 0.0)
         await sender.finish()
         await run_due(float("inf"))
+        if running:
+            await asyncio.gather(*running)
         if guid is not None:
             view = await settle(client, guid, result.sent, settle_s, closed=True)
             result.accounting = dict(view["accounting"], total=view["total"]) if view else {}
