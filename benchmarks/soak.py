@@ -21,7 +21,8 @@ Reported, and checked against the targets (the exit status is 1 if any is missed
   messages``); they must match;
 * ``unexpected_errors``: non-2xx answers other than the 409s a toggling client expects,
   WebSocket closes other than 1000, SIP final responses other than 2xx, and by kind;
-* ``server_lateness_ms`` as in realtime_load (p99 target 20 ms);
+* ``server_lateness_ms`` as in realtime_load, reported only: its 20 ms p99 target is for
+  steady load, and here calls are set up and torn down all the time;
 * ``rss_mb``: the server's resident memory sampled every second: start, min, max, last and
   the least-squares slope over the second half in MB/min (target: at most
   :data:`RSS_SLOPE_TARGET` MB/min once the run is long enough to tell, 30 s or more).
@@ -93,6 +94,7 @@ class _Tally:
     errors: Counter[str] = field(default_factory=Counter)
     summary_transcripts: int = 0
     stored_transcripts: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
     expected_409: int = 0
     notes: Counter[str] = field(default_factory=Counter)
 
@@ -233,8 +235,16 @@ async def _slot(
                 tally.notes[f"{namespace} {str(outcome.error)[:60]}"] += 1
             elif isinstance(outcome.value, StreamingResult):
                 tally.summary_transcripts += _transcripts(outcome.value)
+        counted = sum(
+            _transcripts(o.value) for o in result.actions if isinstance(o.value, StreamingResult)
+        )
         try:
-            tally.stored_transcripts += len(await client.conversation_messages(guid))
+            stored = len(await client.conversation_messages(guid))
+            tally.stored_transcripts += stored
+            if stored != counted and len(tally.mismatches) < 10:
+                tally.mismatches.append(
+                    {"namespace": namespace, "guid": guid, "summaries": counted, "stored": stored}
+                )
         except ApiError as exc:
             tally.errors[f"messages.{exc.status}"] += 1
         except TransportError as exc:  # no answer: an unexpected error, not a crash
@@ -367,9 +377,11 @@ def run(
         "books_balance": unbalanced == 0,
         "transcripts_accounted": tally.summary_transcripts == tally.stored_transcripts,
         "no_unexpected_errors": unexpected == 0,
-        "server_p99_under_target": lateness["p99_ms"] < P99_TARGET_MS,
         "memory_flat": seconds < _MIN_SLOPE_S or (slope is not None and slope <= RSS_SLOPE_TARGET),
     }
+    # Reported, not a soak target: the lateness target is the steady-load benchmark's
+    # (realtime_load.py); here calls are set up and torn down all the time.
+    lateness["p99_under_steady_load_target"] = lateness["p99_ms"] < P99_TARGET_MS
     return {
         "benchmark": "soak",
         "cpus": os.cpu_count(),
@@ -390,6 +402,7 @@ def run(
         "transcripts": {
             "stop_summaries": tally.summary_transcripts,
             "stored": tally.stored_transcripts,
+            "mismatched_calls": tally.mismatches,
         },
         "actions": {
             "total": sum(len(r.actions) for r in ok),
