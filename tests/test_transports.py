@@ -460,3 +460,33 @@ def test_session_lateness_is_measured_against_the_best_placed_message() -> None:
     assert h.count == 4 and h.max_ms == 25.0 and h.percentile(50) == 0.0
     h.reset()
     assert h.as_dict() == {"count": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+
+
+def test_a_retransmitted_bye_gets_the_same_answer_not_481(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    """Over UDP an SBC resends a request whose answer came late; the server's transaction
+    answers the copy as it answered the original (RFC 3261 17.2) instead of treating it as
+    a request for a dialog that has ended."""
+    assert server.endpoints.sip is not None
+    wires = list(siprec.encode(stereo, guid="5550001111", seed=4))
+    sip = [w.data for w in wires if w.channel == "sip"]
+    invite, bye = sip[0], sip[-1]
+    assert isinstance(invite, bytes) and isinstance(bye, bytes)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+
+        def final(data: bytes) -> bytes:
+            s.sendto(data, server.endpoints.sip)
+            while True:
+                answer = s.recv(65536)
+                if not answer.startswith(b"SIP/2.0 1"):  # skip 100 Trying
+                    return answer
+
+        assert final(invite).startswith(b"SIP/2.0 200")
+        first = final(bye)
+        again = final(bye)
+    assert first.startswith(b"SIP/2.0 200") and again == first
+    seen = counters(server)
+    assert seen["media.siprec.retransmission"] == 1
+    assert "media.siprec.error.no-dialog" not in seen

@@ -36,6 +36,7 @@ import contextlib
 import math
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ RTP_LINGER_S = 2.0
 DEFAULT_MEDIA_TIMEOUT_S = 30.0
 """RTP silence after which a SIPREC call counts as dropped (a common SBC/gateway default)."""
 _FRAME_MS = 20.0
+_ANSWERED_KEPT = 4096  # final responses kept for retransmitted requests
 _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
 Send = Callable[[bytes], None]
@@ -154,6 +156,7 @@ class SipServer:
         self.port = port
         self.rtp_ports = rtp_ports
         self.dialogs: dict[str, _Dialog] = {}
+        self._answered: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._queue: asyncio.Queue[tuple[bytes, Send]] = asyncio.Queue()
@@ -243,6 +246,18 @@ class SipServer:
         except SipError as exc:
             self.refuse(exc, send)
             return
+        key = None
+        if msg.is_request and msg.method != "ACK":
+            # A retransmitted request (the client's 200 OK came late, over UDP) is the same
+            # transaction: it gets the same final answer again and is not processed twice
+            # (RFC 3261 17.2), so a BYE resent after its dialog ended is not a 481.
+            key = (msg.call_id, *msg.cseq)
+            answered = self._answered.get(key)
+            if answered is not None:
+                self.hub.count("media.siprec.retransmission")
+                send(answered)
+                return
+            send = self._remembering(key, send)
         dialog = self.dialogs.get(msg.call_id)
         if dialog is None or dialog.ended:
             if msg.is_request and msg.method == "INVITE" and dialog is None:
@@ -256,6 +271,19 @@ class SipServer:
             dialog.feeder.session, "bye_in_progress", False
         ):
             self._finish(dialog)
+
+    def _remembering(self, key: tuple[str, int, str], send: Send) -> Send:
+        """``send``, keeping the last final response for ``key`` (bounded)."""
+
+        def remember(payload: bytes) -> None:
+            if payload[8:9] in (b"2", b"3", b"4", b"5", b"6"):  # "SIP/2.0 NNN": final
+                self._answered[key] = payload
+                self._answered.move_to_end(key)
+                while len(self._answered) > _ANSWERED_KEPT:
+                    self._answered.popitem(last=False)
+            send(payload)
+
+        return remember
 
     def _no_dialog(self, msg: SipMessage, send: Send) -> None:
         if not msg.is_request or msg.method == "ACK":
