@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -114,3 +116,16 @@ def test_call_refuses_an_impairment_the_transport_cannot_have(
     argv = ["call", "--namespace", "genesysaudiohook", "--audio", "card_payment"]
     assert main([*argv, "--loss", "0.1"]) == 2
     assert "genesysaudiohook cannot have loss" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mgsim call ... | head -1``: the reader goes away and the command stops without a
+    traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    gone = os.fdopen(write_end, "w", buffering=1)  # every line is written at once: EPIPE
+    monkeypatch.setattr(sys, "stdout", gone)
+    try:
+        assert main(["call", "--namespace", "twilio", "--audio", "card_payment"]) == 1
+    finally:
+        gone.close()  # now writes to /dev/null: nothing left to fail
