@@ -64,6 +64,7 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "collect_result",
+    "failed_closed",
     "guid_for",
     "in_fresh_loop",
     "perform_action",
@@ -500,16 +501,8 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         wakes[control] = 0.0  # until the control task has looked at the call
         guards = [watchdog(i, actions[i]) for i in guarded]
         await asyncio.gather(media(), control(actions), *guards)
-        for i, (lo, hi) in masked.items():
-            rec = records[i]
-            late = " (confirmed too late)" if rec.confirmed else ""
-            records[i] = replace(
-                rec,
-                confirmed=False,
-                detail=f"{rec.detail}{late}; audio masked at the source from {lo / 1000:.2f} s "
-                f"to {hi / 1000:.2f} s (fail closed)",
-                masked_until_ms=hi,
-            )
+        for i, window in masked.items():
+            records[i] = failed_closed(records[i], window)
         call = session.call
         journal = client.journal
 
@@ -517,6 +510,20 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     result = collect_result(sc, transcription, call, records, journal)
     result.impairment = impaired.report if impaired is not None else None
     return result
+
+
+def failed_closed(record: ActionRecord, window: tuple[float, float]) -> ActionRecord:
+    """``record`` of a guard's stop whose deadline passed unconfirmed: not confirmed, and
+    the audio masked at the source over ``window`` (ms). Both runners use it."""
+    lo, hi = window
+    late = " (confirmed too late)" if record.confirmed else ""
+    return replace(
+        record,
+        confirmed=False,
+        detail=f"{record.detail}{late}; audio masked at the source from {lo / 1000:.2f} s "
+        f"to {hi / 1000:.2f} s (fail closed)",
+        masked_until_ms=hi,
+    )
 
 
 def collect_result(

@@ -49,6 +49,7 @@ from mgsim.sim.scenario import (
     Scenario,
     ScenarioResult,
     collect_result,
+    failed_closed,
     in_fresh_loop,
     perform_action,
 )
@@ -261,18 +262,11 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             transform=at_source if concurrent else None,
         )
         records.sort(key=lambda r: r.at_ms)
-        for i, (lo, hi) in masked.items():
+        for i, window in masked.items():
             action = actions[i]
             for k, rec in enumerate(records):
                 if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
-                    late = " (confirmed too late)" if rec.confirmed else ""
-                    records[k] = replace(
-                        rec,
-                        confirmed=False,
-                        detail=f"{rec.detail}{late}; audio masked at the source from "
-                        f"{lo / 1000:.2f} s to {hi / 1000:.2f} s (fail closed)",
-                        masked_until_ms=hi,
-                    )
+                    records[k] = failed_closed(rec, window)
         return records, control.journal
 
 
