@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mgsim.clock import VirtualClock
 from mgsim.contract import Problem
@@ -20,8 +22,10 @@ from mgsim.gateway.sessions import (
     is_media,
     open_media_session,
 )
+from mgsim.gateway.timeline import MAX_SAMPLES
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import StereoCall, Wire
+from mgsim.media.impair import Impairment
 from mgsim.sim.play import play
 
 ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/mgsim-connect-demo/1700000000000"
@@ -344,3 +348,119 @@ def test_only_recently_ended_kinesis_streams_keep_their_fragments(stereo: Stereo
     assert [gw.kvs_media.stream(arn).released > 0 for arn in arns] == [True, True, False, False]
     # The calls and their books stay.
     assert all(gw.ended[c].accounting.received > 0 for c in contacts)
+
+
+def _run_twilio(
+    wires: list[Wire], cuts: set[int], *, hold: bool, toggle: bool
+) -> tuple[Gateway, MediaSession]:
+    """Feed ``wires`` (held or one by one); at each index in ``cuts`` flush and, with
+    ``toggle``, start or stop streaming, as a scenario does between batches."""
+    clock = VirtualClock()
+    gw = Gateway(clock)
+    session = open_media_session(gw, "twilio")
+    for i, wire in enumerate(wires):
+        if i in cuts:
+            session.flush()
+            call = session.call
+            if toggle and call is not None and call.closed_at is None:
+                if call.streaming:
+                    gw.stop("twilio", call.guid)
+                else:
+                    gw.start("twilio", call.guid, StartParams("c1", "a1"))
+        clock.advance(max(0.0, wire.at_ms / 1000.0 - clock.now()))
+        session.feed(wire, hold=hold)
+    session.close()
+    return gw, session
+
+
+def _state(session: MediaSession) -> dict[str, Any]:
+    call = session.call
+    assert call is not None
+    acc = call.accounting
+    covered = {}
+    for seg in call.segments:
+        for channel, runs in seg.streamed_runs.items():
+            covered[(seg.index, channel)] = sorted((a, b) for a, b, _ in runs)
+    return {
+        "accounting": (acc.received, acc.streamed, acc.lost, acc.dropped, acc.anomalies),
+        "errors": (dict(acc.errors), dict(session.errors), session.close_code),
+        "end": (acc.ended_by, acc.end_reason, call.closed_at, call.last_audio_at),
+        "samples": [dict(seg.samples) for seg in call.segments],
+        "timelines": {
+            ch: (tl.audio().tolist(), tl.received_mask().tolist(), tl.streamed_mask().tolist())
+            for ch, tl in call.timelines.items()
+        },
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    loss=st.sampled_from([0.0, 0.05, 0.2]),
+    burst=st.sampled_from([0.0, 0.05]),
+    jitter_ms=st.sampled_from([0.0, 40.0]),
+    shuffle=st.sampled_from([0.0, 0.05, 0.2]),
+    seed=st.integers(0, 1000),
+    cuts=st.sets(st.integers(0, 120), max_size=8),
+    bad_at=st.one_of(st.none(), st.integers(3, 100)),
+)
+def test_held_twilio_media_ends_as_fed_one_by_one(
+    loss: float,
+    burst: float,
+    jitter_ms: float,
+    shuffle: float,
+    seed: int,
+    cuts: set[int],
+    bad_at: int | None,
+) -> None:
+    rng = np.random.default_rng(seed)
+    customer, agent = (rng.integers(-8000, 8000, 9000).astype(np.int16) for _ in "ca")
+    call = StereoCall(customer, agent)
+    spec = Impairment(loss=loss, burst=burst, jitter_ms=jitter_ms, seed=seed)
+    wires = list(spec.apply(twilio.encode(call, guid=sid(9)), "twilio"))
+    # Twilio's TCP never duplicates or reorders, but a broken proxy may: repeat and swap
+    # some messages, so held runs also meet duplicates, reorders and gaps.
+    for i in range(3, len(wires) - 2):
+        draw = rng.random()
+        if draw < shuffle / 2:
+            wires[i], wires[i + 1] = wires[i + 1], wires[i]
+        elif draw < shuffle:
+            wires.insert(i, wires[i - 2])
+    if bad_at is not None:  # a malformed message ends the session mid-run
+        bad_at = min(bad_at, len(wires) - 1)
+        wires.insert(bad_at, Wire(wires[bad_at].at_ms, "ws", '{"event":"media"'))
+    _, one_by_one = _run_twilio(wires, cuts, hold=False, toggle=True)
+    _, held = _run_twilio(wires, cuts, hold=True, toggle=True)
+    assert _state(held) == _state(one_by_one)
+    assert held.call is not None and held.call.accounting.received > 0
+
+
+def test_held_twilio_media_is_placed_in_runs(stereo: StereoCall) -> None:
+    wires = list(twilio.encode(stereo, guid=sid(10)))
+    _, session = _run_twilio(wires, set(), hold=True, toggle=False)
+    call = session.call
+    assert call is not None and call.timeline("inbound").received_samples == 8000
+    # One placement per track: the whole call was one run of in-order frames.
+    assert {ch: tl.placements for ch, tl in call.timelines.items()} == {
+        "inbound": 1,
+        "outbound": 1,
+    }
+    assert call.accounting.balanced(count_media("twilio", wires))
+
+
+def test_held_twilio_media_beyond_the_timeline_is_dropped_frame_by_frame(gw: Gateway) -> None:
+    session = open_media_session(gw, "twilio")
+    call = StereoCall(np.ones(320, np.int16), np.ones(320, np.int16))
+    wires = list(twilio.encode(call, guid=sid(11)))
+    last_ms = MAX_SAMPLES // 8 - 20  # the second frame of each track ends past the end
+
+    def shifted(wire: Wire) -> Wire:
+        msg = json.loads(wire.data)
+        if msg["event"] == "media":
+            msg["media"]["timestamp"] = str(int(msg["media"]["timestamp"]) + last_ms)
+        return Wire(wire.at_ms, wire.channel, json.dumps(msg))
+
+    for wire in wires[:-1]:
+        session.feed(shifted(wire), hold=True)
+    session.flush()
+    acc = session.accounting
+    assert (acc.received, acc.dropped) == (2, {"out-of-range": 2})

@@ -69,9 +69,10 @@ class Accounting:
     end_reason: str | None = None
     """The platform's close reason, the drop's reason or the error's reason."""
 
-    def note_received(self, *, streamed: bool) -> None:
-        self.received += 1
-        self.streamed += streamed
+    def note_received(self, *, streamed: bool, count: int = 1) -> None:
+        self.received += count
+        if streamed:
+            self.streamed += count
 
     def note_dropped(self, reason: str, count: int = 1) -> None:
         if reason not in DROP_REASONS:

@@ -104,9 +104,20 @@ class MediaSession:
 
     # -- the interface
 
-    def feed(self, wire: Wire, *, media: bool | None = None) -> list[Reply]:
+    def feed(self, wire: Wire, *, media: bool | None = None, hold: bool = False) -> list[Reply]:
         """Decode one message from the platform; return what to send back. ``media`` is
-        :func:`is_media` of the wire, when the caller knows it already."""
+        :func:`is_media` of the wire, when the caller knows it already.
+
+        ``hold=True`` lets the session hold plain in-order media instead of placing it at
+        once, so that a caller feeding many messages due together (a scenario in virtual
+        time, between two control events) has each track's run decoded and placed in one
+        step. The outcome is the same as feeding one by one; until :meth:`flush` (or any
+        other message, :meth:`close` or :meth:`drop`) the held audio is not on the call
+        yet, so the caller must flush before anything else may touch the call.
+        """
+        if hold:
+            return self._feed_held(wire, media)
+        self.flush()
         if media is None:
             media = is_media(self.namespace, wire)
         if media and (self.closed or self._call_gone()):
@@ -122,6 +133,9 @@ class MediaSession:
         except MediaError as exc:
             return self._on_error(exc, media)
         return self._apply(events, media)
+
+    def flush(self) -> None:
+        """Place any media held by ``feed(..., hold=True)``."""
 
     def close(self) -> list[Reply]:
         """The connection ended: flush the decoder and hang up the call if still open.
@@ -146,6 +160,7 @@ class MediaSession:
         return self._end(reason)
 
     def _end(self, drop_reason: str) -> list[Reply]:
+        self.flush()
         if self.closed:
             return []
         self.closed = True
@@ -167,6 +182,10 @@ class MediaSession:
 
     def _decode(self, wire: Wire) -> list[Event]:
         raise NotImplementedError
+
+    def _feed_held(self, wire: Wire, media: bool | None) -> list[Reply]:
+        """``feed(wire, hold=True)``: platforms that hold nothing feed at once."""
+        return self.feed(wire, media=media)
 
     def _decoder_close(self) -> list[Event]:
         raise NotImplementedError

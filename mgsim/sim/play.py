@@ -165,6 +165,7 @@ def play(
     pending = 0
 
     def act(at_ms: float, fn: Action) -> None:
+        session.flush()  # held media is on the call before an action sees it
         try:
             outcomes.append(ActionOutcome(at_ms, fn()))
         except Exception as exc:
@@ -187,7 +188,7 @@ def play(
         _move_to(clock, t0 + wire.at_ms / 1000.0)
         last_ms = max(last_ms, wire.at_ms)
         sent += is_media(namespace, wire)
-        replies.extend(session.feed(wire))
+        replies.extend(session.feed(wire, hold=True))
         if on_open is not None and session.call is not None:
             act(wire.at_ms, partial(on_open, session.call))
             on_open = None
@@ -197,6 +198,7 @@ def play(
         _move_to(clock, t0 + end_ms / 1000.0)
         replies.extend(session.close())
     run_due(float("inf"))
+    session.flush()
 
     result = PlayResult(namespace, session, session.call, sent, replies, outcomes)
     call = session.call

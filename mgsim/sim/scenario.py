@@ -423,22 +423,24 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
                 t = wire.at_ms / 1000.0 + epsilon
                 if t < horizon:
                     clock.pin(t)
-                    _feed(wire)
+                    _feed(wire, hold=True)
                     continue
+                session.flush()  # what was held is on the call before anything else runs
                 clock.pin(None)
                 await clock.sleep_until(t)
                 _feed(wire)
                 # Only other tasks move the wakes, and they ran only while this one slept.
                 horizon = min(wakes.values(), default=math.inf) if batch else -math.inf
+            session.flush()
             clock.pin(None)
             if last is not None:
                 await clock.sleep_until(last.at_ms / 1000.0 + epsilon)
             session.close()  # the transport ends with the media (a SIPREC BYE completes)
 
-        def _feed(wire: Wire) -> None:
+        def _feed(wire: Wire, hold: bool = False) -> None:
             if mask and any(lo <= wire.at_ms < hi for lo, hi in mask):
                 wire = silence(sc.namespace, wire)
-            session.feed(wire)
+            session.feed(wire, hold=hold)
 
         async def control(actions: list[ControlAction]) -> None:
             # An integration learns of a call from its platform (an SBC event, Twilio's
