@@ -36,6 +36,7 @@ from mgsim.media.audiohook import (
     parse_position,
 )
 from mgsim.media.g711 import ulaw_decode, ulaw_encode
+from mgsim.media.tones import two_tone_call
 
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 SID = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
@@ -44,14 +45,9 @@ PARTICIPANT = {"id": GUID, "ani": "+15555550100", "aniName": "A", "dnis": "+1555
 
 
 def make_call(seconds: float = 3.0, agent_seconds: float | None = None) -> StereoCall:
-    rng = np.random.default_rng(20240611)
-
-    def tone(freq: float, secs: float) -> np.ndarray[Any, np.dtype[np.int16]]:
-        t = np.arange(round(secs * 8000)) / 8000
-        x = 6000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 800, t.size)
-        return np.clip(x, -32768, 32767).astype(np.int16)
-
-    return StereoCall(tone(440, seconds), tone(1000, agent_seconds or seconds * 0.8))
+    agent_n = round((agent_seconds or seconds * 0.8) * 8000)
+    call = two_tone_call(max(seconds, agent_n / 8000), seed=20240611, noise=800)
+    return StereoCall(call.customer[: round(seconds * 8000)], call.agent[:agent_n])
 
 
 def quantized(x: np.ndarray[Any, np.dtype[np.int16]], n: int) -> np.ndarray[Any, Any]:

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from conftest import GUIDS, HEADERS
 
@@ -17,8 +16,9 @@ from mgsim.contract import validate
 from mgsim.gateway import Gateway
 from mgsim.gateway.sessions import open_media_session
 from mgsim.media import audiohook, kvs, siprec, twilio
-from mgsim.media._base import StereoCall, Wire
+from mgsim.media._base import Wire
 from mgsim.media.rtp import RtpPacket, pack
+from mgsim.media.tones import two_tone_call
 from mgsim.server.config import SimulatorConfig
 from mgsim.simulator import Simulator
 
@@ -203,10 +203,7 @@ def test_http_bad_input(
 # --- the four wire formats ---------------------------------------------------------------
 
 ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/mgsim-bad-input/1700000000000"
-rng = np.random.default_rng(1)
-CALL = StereoCall(
-    rng.normal(0, 3000, 8000).astype(np.int16), rng.normal(0, 3000, 8000).astype(np.int16)
-)
+CALL = two_tone_call(1.0, seed=1)
 
 
 def wires(namespace: str, guid: str, arn: str = ARN) -> list[Wire]:
@@ -314,7 +311,6 @@ def _fill(case_id: str, good: list[Wire]) -> Wire:
 
 # SIP discards a datagram it cannot parse into a request (RFC 3261 18.3): nothing to answer.
 UNANSWERABLE = {"siprec-garbage", "siprec-oversize"}
-
 
 
 @pytest.mark.parametrize(

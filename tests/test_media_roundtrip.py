@@ -22,6 +22,7 @@ from mgsim.gateway import Gateway, StartParams
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import StereoCall, Wire
 from mgsim.media.g711 import ulaw_decode, ulaw_encode
+from mgsim.media.tones import two_tone_call
 from mgsim.server.config import SimulatorConfig
 from mgsim.sim.play import PlayResult, play
 from mgsim.simulator import Simulator
@@ -42,11 +43,7 @@ LAG_FRAMES = {"siprec": 0, "twilio": 0, "genesysaudiohook": 1, "amazonconnect": 
 
 @pytest.fixture(scope="module")
 def call() -> StereoCall:
-    rng = np.random.default_rng(20260105)
-    t = np.arange(N) / 8000.0
-    customer = 7000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 400, N)
-    agent = 5000 * np.sin(2 * np.pi * 1010 * t) + rng.normal(0, 400, N)
-    return StereoCall(customer.astype(np.int16), agent.astype(np.int16))
+    return two_tone_call(N / 8000, seed=20260105, tones=(440, 1010), levels=(7000, 5000), noise=400)
 
 
 def heard(namespace: str, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:

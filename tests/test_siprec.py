@@ -34,6 +34,7 @@ from mgsim.media.siprec import (
     ucid_from_uui,
     ucid_to_uui,
 )
+from mgsim.media.tones import two_tone_call
 
 CISCO = "0867617078-0032318833-2221801472-0002236962"
 AVAYA = "00002542391662063156"
@@ -44,13 +45,9 @@ VENDORS: list[Vendor] = ["generic", "cisco", "avaya"]
 
 
 def make_call(seconds: float = 3.0, seed: int = 7) -> StereoCall:
-    n = int(seconds * 8000)
-    t = np.arange(n) / 8000
-    rng = np.random.default_rng(seed)
-    customer = 6000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 500, n)
-    agent = 5000 * np.sin(2 * np.pi * 660 * t) + rng.normal(0, 500, n)
+    call = two_tone_call(seconds, seed=seed, tones=(440, 660), levels=(6000, 5000), noise=500)
     # Different lengths: the encoder pads the shorter participant.
-    return StereoCall(customer.astype(np.int16), agent[: n - 123].astype(np.int16))
+    return StereoCall(call.customer, call.agent[: len(call.agent) - 123])
 
 
 CALL = make_call()
