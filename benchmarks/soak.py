@@ -190,10 +190,8 @@ async def _slot(
     while plans:
         duration, (namespace, guid, wires, extra) = plans.pop(0)  # played calls are let go
         params = AmazonConnectParams(extra["stream_arn"]) if namespace == "amazonconnect" else None
-        actions = [
-            (ms, _action(client, kind, namespace, guid, params))
-            for ms, kind in _schedule(slot, duration, toggle_s, _opens_at_s(namespace, wires))
-        ]
+        schedule = _schedule(slot, duration, toggle_s, _opens_at_s(namespace, wires))
+        actions = [(ms, _action(client, kind, namespace, guid, params)) for ms, kind in schedule]
         options: dict[str, Any] | None = None
         if namespace == "amazonconnect":
             options = {"http": http}
@@ -243,13 +241,45 @@ async def _slot(
             tally.stored_transcripts += stored
             if stored != counted and len(tally.mismatches) < 10:
                 tally.mismatches.append(
-                    {"namespace": namespace, "guid": guid, "summaries": counted, "stored": stored}
+                    {
+                        "namespace": namespace,
+                        "guid": guid,
+                        "summaries": counted,
+                        "stored": stored,
+                        "actions": _describe(schedule, result),
+                        "server_view": await _server_view(client, guid),
+                    }
                 )
         except ApiError as exc:
             tally.errors[f"messages.{exc.status}"] += 1
         except TransportError as exc:  # no answer: an unexpected error, not a crash
             tally.errors["messages.no-answer"] += 1
             tally.notes[f"messages {str(exc)[:60]}"] += 1
+
+
+def _describe(schedule: list[tuple[float, str]], result: Any) -> list[str]:
+    """Each action of a call as ``"<ms> <kind> <outcome>"``, for a call whose counts differ."""
+    kinds = dict(schedule)
+    lines = []
+    for outcome in result.actions:
+        ms = outcome.at_ms
+        kind = kinds.get(ms, "?")
+        if outcome.error is not None:
+            what = f"error {getattr(outcome.error, 'code', type(outcome.error).__name__)}"
+        elif isinstance(outcome.value, StreamingResult):
+            what = f"transcripts {_transcripts(outcome.value)}"
+        else:
+            what = "ok"
+        lines.append(f"{ms:.0f} {kind} {what}")
+    return lines
+
+
+async def _server_view(client: AsyncClient, guid: str) -> Any:
+    """What the simulator says of the call (``GET /_sim/v1/calls/{guid}``), or the error."""
+    try:
+        return (await client.request("GET", f"/_sim/v1/calls/{guid}")).json()
+    except (ApiError, TransportError) as exc:
+        return str(exc)[:120]
 
 
 async def _sample_rss(pid: int, samples: list[tuple[float, float]], t0: float) -> None:
