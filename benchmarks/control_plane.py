@@ -7,9 +7,11 @@ calls are opened first through ``POST /_sim/v1/calls``). Prism is the stateless 
 would otherwise run; it is measured as started by default (``prism mock SPEC``, which logs
 every request) and quietly (``-v warn``), which is its fastest configuration. The servers run
 one after the other, never together, after a warm-up each, and are always stopped at the
-end. The target is mgsim at least 3x Prism's requests per second.
+end. The target is mgsim at least 3x Prism's requests per second. ``--pin`` gives each side
+one core (every server on CPU 1, wrk on CPU 0), which makes runs steadier: unpinned, how the
+scheduler shares two cores between a server and eight wrk threads varies from run to run.
 
-    python benchmarks/control_plane.py [--duration 10] [--connections 8] [--profile]
+    python benchmarks/control_plane.py [--duration 10] [--connections 8] [--profile] [--pin]
 
 Prints one JSON object. ``--profile`` also runs the simulator once under cProfile and writes
 the top functions to ``benchmarks/out/control_plane_profile.txt``.
@@ -54,10 +56,21 @@ NAMESPACE = "siprec"
 PR_SET_PDEATHSIG = 1
 
 
+# With --pin: the CPU every server runs on, and the one wrk runs on (None: unpinned).
+PIN: dict[str, set[int]] = {}
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the benchmark process dies first (Linux)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if "server" in PIN:
+        os.sched_setaffinity(0, PIN["server"])
+
+
+def _pin_wrk() -> None:
+    if "wrk" in PIN:
+        os.sched_setaffinity(0, PIN["wrk"])
 
 
 def free_port() -> int:
@@ -209,7 +222,13 @@ def wrk(
         NAMESPACE,
     ]
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration_s + 60, check=False, cwd=ROOT
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=False,
+        cwd=ROOT,
+        preexec_fn=_pin_wrk,
     )
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
@@ -561,8 +580,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (= threads)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server")
     parser.add_argument("--profile", action="store_true", help="also profile mgsim (cProfile)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="one core each: every server on CPU 1, wrk on CPU 0 (steadier between runs)",
+    )
     args = parser.parse_args(argv)
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            parser.error("--pin needs at least two CPUs")
+        PIN.update(server={1}, wrk={0})
     result = run(args.duration, args.warmup, args.connections, args.rounds, args.profile)
+    result["pinned"] = bool(PIN)
     print(json.dumps(result))
     return 0
 

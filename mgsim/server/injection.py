@@ -27,6 +27,7 @@ __all__ = [
     "DISCONNECT_AT",
     "client_gone_within",
     "draw_faults",
+    "forget_rule_counters",
     "gives_up_at",
     "injected",
     "sim_faults_add",
@@ -44,7 +45,8 @@ def draw_faults(state: ServerState, request: Request, raw: bytes, name: str) -> 
     """The fate of one vendor request: the first fault rule that applies, else a draw from
     the simulator's :class:`~mgsim.server.config.Faults` (an injected error there comes at
     once; its latency only delays requests that go on)."""
-    decision = state.rules.decide(fault_view(request, raw, name))
+    # Without rules there is nothing to match, so the body is not peeked at.
+    decision = state.rules.decide(fault_view(request, raw, name)) if len(state.rules) else None
     if decision is not None:
         state.count(f"fault-rule:{decision.rule_id}")
         return decision
@@ -113,6 +115,13 @@ async def client_gone_within(state: ServerState, request: Request, cap_s: float)
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     return waiter in done
+
+
+def forget_rule_counters(state: ServerState, rule_ids: list[str]) -> None:
+    """Drop the ``fault-rule:<id>`` counters of rules that were removed, so that adding and
+    removing a rule per call does not grow the counters without bound."""
+    for rule_id in rule_ids:
+        state.counters.pop(f"fault-rule:{rule_id}", None)
 
 
 def faults_view(state: ServerState) -> dict[str, Any]:
