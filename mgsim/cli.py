@@ -4,6 +4,7 @@
 
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
                 [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH] [--rtp-timeout-s S]
+                [--keep-calls N]
                 [--latency-ms N] [--jitter-ms N] [--fail-rate P]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
@@ -54,6 +55,9 @@ def _serve(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, rate_503=args.fail_rate
     )
     overrides["rtp_timeout_s"] = args.rtp_timeout_s
+    if args.keep_calls < 1:
+        raise ConfigError(f"--keep-calls must be >= 1 (ended calls kept), got {args.keep_calls}")
+    overrides["keep_calls"] = args.keep_calls
     config = SimulatorConfig.from_env(**overrides)
     if not _is_loopback(args.host) and config.uses_default_credentials:
         raise ConfigError(
@@ -310,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="RTP silence that ends a SIPREC call whose BYE never came (default 30)",
+    )
+    serve.add_argument(
+        "--keep-calls",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="ended calls kept, most recent first, with their transcripts (default 1000); "
+        "older ones are let go so a long run stays in flat memory",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

@@ -27,6 +27,7 @@ import httpx
 
 from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.gateway import Gateway
+from mgsim.gateway.calls import DEFAULT_KEEP_AUDIO_OF
 from mgsim.server.app import DISCONNECT_AT, create_app
 from mgsim.server.config import SimulatorConfig
 from mgsim.server.faults import FaultRules
@@ -152,7 +153,12 @@ class Simulator:
             raise ValueError("pass seed inside config, or config=None with seed=")
         self.config = config
         self.clock: Clock = clock or (VirtualClock() if virtual else SystemClock())
-        self.gateway = Gateway(self.clock, random.Random(config.seed))
+        self.gateway = Gateway(
+            self.clock,
+            random.Random(config.seed),
+            keep_audio_of=min(DEFAULT_KEEP_AUDIO_OF, config.keep_calls),
+            keep_calls=config.keep_calls,
+        )
         # The webhook fault draws get their own seed, apart from the gateway's ids.
         webhook_seed = None if config.seed is None else config.seed + 2
         webhook_faults = config.webhook_faults.as_kwargs()

@@ -60,10 +60,15 @@ def test_simulator_posts_transcripts_to_the_configured_url(receiver: tuple[str, 
     sim.gateway.transcription.attach(guid, ScriptEngine(call.words))
     from mgsim.gateway import StartParams
 
-    play(sim.gateway, "twilio", twilio.encode(call.audio, guid=guid), {
-        500.0: lambda: sim.gateway.start("twilio", guid, StartParams("c1", "a1")),
-        11000.0: lambda: sim.gateway.stop("twilio", guid),
-    })
+    play(
+        sim.gateway,
+        "twilio",
+        twilio.encode(call.audio, guid=guid),
+        {
+            500.0: lambda: sim.gateway.start("twilio", guid, StartParams("c1", "a1")),
+            11000.0: lambda: sim.gateway.stop("twilio", guid),
+        },
+    )
     received = app.state.received  # type: ignore[attr-defined]
     assert received and all(b["externalConversationId"] == guid for b in received)
     assert sim.webhooks.counts.get("delivered") == len(received)

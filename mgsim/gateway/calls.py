@@ -18,6 +18,12 @@ says where every media message went. A media session may attach a :class:`MediaB
 its call: the gateway tells it when a segment starts and stops, which is how Amazon Connect
 starts and stops its Kinesis Video reader without the HTTP layer knowing about it.
 
+Retention: only the most recent ``keep_calls`` ended calls are kept (their state in
+``Gateway.ended``, their transcript messages for the conversation API), and only the most
+recent ``keep_audio_of`` of those keep their audio; older ones are let go as newer calls end,
+so a gateway serving calls for days runs in flat memory. Transcript messages are served for
+:data:`MESSAGE_RETENTION_S` (7 days, the vendor's retention) of the gateway clock.
+
 The state machine is pure: it reads time from the injected clock and never sleeps.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +41,7 @@ import numpy.typing as npt
 
 from mgsim.clock import Clock
 from mgsim.contract import Problem
+from mgsim.errors import ConfigError
 from mgsim.gateway.accounting import Accounting
 from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
@@ -41,12 +49,27 @@ from mgsim.gateway.timeline import StreamedRun, Timeline
 from mgsim.gateway.transcription import GatewayTranscription
 from mgsim.media.kvs import KinesisVideoStore
 
-__all__ = ["CallState", "Gateway", "MediaBinding", "Segment", "StartParams"]
+__all__ = [
+    "DEFAULT_KEEP_AUDIO_OF",
+    "DEFAULT_KEEP_CALLS",
+    "MESSAGE_RETENTION_S",
+    "CallState",
+    "Gateway",
+    "MediaBinding",
+    "Segment",
+    "StartParams",
+]
 
 STATUS_OK = (1000, "OK")
 STATUS_LANGUAGE = (4050, "Language not supported")
 SUPPORTED_LANGUAGES = frozenset({"en-US"})
 BYTES_PER_SAMPLE = 2  # the summary counts audio as 16-bit PCM, whatever the wire carried
+DEFAULT_KEEP_AUDIO_OF = 64
+"""Ended calls that keep their audio timelines, most recent first."""
+DEFAULT_KEEP_CALLS = 1000
+"""Ended calls whose state and transcript messages are kept, most recent first."""
+MESSAGE_RETENTION_S = 7 * 24 * 3600.0
+"""How long the conversation API serves a transcript message (the vendor keeps 7 days)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,23 +261,37 @@ class Gateway:
     """
 
     def __init__(
-        self, clock: Clock, rng: random.Random | None = None, *, keep_audio_of: int = 64
+        self,
+        clock: Clock,
+        rng: random.Random | None = None,
+        *,
+        keep_audio_of: int = DEFAULT_KEEP_AUDIO_OF,
+        keep_calls: int = DEFAULT_KEEP_CALLS,
     ) -> None:
+        _check_retention(keep_audio_of, keep_calls)
         self.clock = clock
         self.rng = rng or random.Random()
         self.calls: dict[str, CallState] = {}
-        self.ended: dict[str, CallState] = {}
-        # Ended calls keep their segments, summaries and accounting; only the most recent
-        # `keep_audio_of` keep their audio timelines too, so a long soak runs in flat memory.
+        self.ended: OrderedDict[str, CallState] = OrderedDict()
+        """Ended calls still kept, in the order they ended (oldest first)."""
+        # So that a days-long serve runs in flat memory, only the most recent `keep_calls`
+        # ended calls are kept at all (state, summaries, transcript messages), and only the
+        # most recent `keep_audio_of` of those keep their audio timelines too.
         self.keep_audio_of = keep_audio_of
-        self._with_audio: list[str] = []
+        self.keep_calls = keep_calls
+        self.released = 0
+        """How many ended calls were let go because newer ones ended (see :attr:`keep_calls`)."""
+        self._with_audio: OrderedDict[str, None] = OrderedDict()
         self.kvs = KinesisVideoStore()
         """The Kinesis Video streams Amazon Connect writes into (in-memory)."""
         self.kvs_media = KvsMedia(self)
         self.transcription = GatewayTranscription(self)
         """Opens calls from fragments put into :attr:`kvs` and reads them while streaming."""
-        # Transcript messages per guid, as GET /conversation/v1/conversation/messages serves.
         self.messages: dict[str, list[dict[str, Any]]] = {}
+        """Transcript messages per guid, oldest first (:meth:`conversation` serves them)."""
+        # Per guid, (clock time stored, how many messages) per batch, oldest first: what
+        # the 7-day retention of the conversation API is measured on.
+        self._batches: dict[str, deque[tuple[float, int]]] = {}
 
     def new_id(self) -> str:
         """A random (or, with a seeded rng, reproducible) version-4 UUID string."""
@@ -280,7 +317,9 @@ class Gateway:
             info=dict(info or {}),
         )
         self.calls[guid] = call
+        # A guid that ends again later counts as recent then.
         self.ended.pop(guid, None)
+        self._with_audio.pop(guid, None)
         self.transcription.call_opened(call)
         return call
 
@@ -344,13 +383,100 @@ class Gateway:
         call.closed_at = now
         call.bye_in_progress = False
         self.ended[guid] = call
-        self._with_audio.append(guid)
+        self._with_audio[guid] = None
         while len(self._with_audio) > self.keep_audio_of:
-            old = self.ended.get(self._with_audio.pop(0))
+            old = self.ended.get(self._with_audio.popitem(last=False)[0])
             if old is not None:
                 old.timelines.clear()
                 old.audio_released = True
                 # Its transcripts stay in ``messages`` (the conversation API); the engine
                 # and the per-utterance detail go with the audio.
                 self.transcription.forget(old.guid)
+        while len(self.ended) > self.keep_calls:
+            self._release(self.ended.popitem(last=False)[0])
         return call
+
+    def _release(self, guid: str) -> None:
+        """Let an old ended call go entirely: its messages and transcription state too."""
+        self._with_audio.pop(guid, None)
+        self.messages.pop(guid, None)
+        self._batches.pop(guid, None)
+        self.transcription.forget(guid)
+        self.released += 1
+
+    # -- lookups
+
+    def find(self, guid: str) -> CallState | None:
+        """The open call ``guid``, else the kept ended one, else None."""
+        return self.calls.get(guid) or self.ended.get(guid)
+
+    def not_found(self, guid: str) -> Problem:
+        """The 404-01 for a guid that is neither open nor kept; once older ended calls have
+        been released it says so, since ``guid`` may be one of them."""
+        if not self.released:
+            return Problem("404-01", f"No call with guid {guid}")
+        return Problem(
+            "404-01",
+            f"No call with guid {guid}: it is not open, and only the most recent "
+            f"{self.keep_calls} ended calls are kept ({self.released} older ones were "
+            "released); raise that number with mgsim serve --keep-calls N "
+            "(SimulatorConfig.keep_calls)",
+        )
+
+    # -- transcript messages
+
+    def store_messages(self, guid: str, messages: list[dict[str, Any]]) -> None:
+        """Keep ``messages`` for the conversation API of ``guid``, stamped with the clock."""
+        if not messages:
+            return
+        now = self.clock.now()
+        self._expire(guid, now)
+        self.messages.setdefault(guid, []).extend(messages)
+        self._batches.setdefault(guid, deque()).append((now, len(messages)))
+
+    def conversation(self, guid: str) -> list[dict[str, Any]]:
+        """The messages of ``guid`` the conversation API serves, oldest first: those stored
+        within :data:`MESSAGE_RETENTION_S` of the gateway clock, of a call that is open or
+        kept (a released call's are gone, as after the vendor's retention).
+
+        >>> from mgsim.clock import VirtualClock
+        >>> clock = VirtualClock()
+        >>> gw = Gateway(clock)
+        >>> gw.store_messages("g", [{"text": "hello"}])
+        >>> len(gw.conversation("g"))
+        1
+        >>> clock.advance(MESSAGE_RETENTION_S + 1)
+        >>> gw.conversation("g")
+        []
+        """
+        self._expire(guid, self.clock.now())
+        return list(self.messages.get(guid, ()))
+
+    def _expire(self, guid: str, now: float) -> None:
+        batches = self._batches.get(guid)
+        if not batches:
+            return
+        cutoff = now - MESSAGE_RETENTION_S
+        gone = 0
+        while batches and batches[0][0] < cutoff:
+            gone += batches.popleft()[1]
+        if gone:
+            del self.messages[guid][:gone]
+        if not batches:
+            del self._batches[guid]
+            self.messages.pop(guid, None)
+
+
+def _check_retention(keep_audio_of: int, keep_calls: int) -> None:
+    for name, value in (("keep_audio_of", keep_audio_of), ("keep_calls", keep_calls)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if keep_audio_of < 0:
+        raise ConfigError(f"keep_audio_of must be >= 0, got {keep_audio_of}")
+    if keep_calls < 1:
+        raise ConfigError(f"keep_calls must be >= 1, got {keep_calls}")
+    if keep_calls < keep_audio_of:
+        raise ConfigError(
+            f"keep_calls ({keep_calls}) must be >= keep_audio_of ({keep_audio_of}): only "
+            "kept calls can keep their audio"
+        )

@@ -18,6 +18,10 @@ models both halves against the gateway's in-memory :class:`~mgsim.media.kvs.Kine
   streamed. An unknown ``streamArn`` or ``afterFragmentNumber`` refuses the start with
   ``400-201`` naming the field.
 
+Streams whose producer stopped are retained like ended calls: the most recent
+``gateway.keep_audio_of`` keep their fragments, the most recent ``gateway.keep_calls`` exist
+(emptied), and older ones are deleted from the store; a later PutMedia creates one again.
+
 Audio is placed on the contact's clock: sample 0 is the producer timestamp of the contact's
 first fragment, whichever fragment a reader starts from.
 """
@@ -111,8 +115,11 @@ class KvsMedia:
         self._watchers: dict[str, _Watcher] = {}
         self._readers: dict[str, _Reader] = {}  # by call guid
         # Streams whose producer stopped, oldest first: like ended calls' audio, only the
-        # most recent ``gateway.keep_audio_of`` keep their fragments.
+        # most recent ``gateway.keep_audio_of`` keep their fragments (``_idle``), and like
+        # ended calls only the most recent ``gateway.keep_calls`` exist at all (``_emptied``
+        # holds the rest of those, released); older ones are deleted from their store.
         self._idle: OrderedDict[str, None] = OrderedDict()
+        self._emptied: OrderedDict[str, None] = OrderedDict()
 
     # -- streams
 
@@ -149,6 +156,7 @@ class KvsMedia:
         """
         stream = self.stream(arn, create=create)
         self._idle.pop(arn, None)
+        self._emptied.pop(arn, None)
         watcher = self._watchers.get(arn)
         data = fragment.data if isinstance(fragment, Wire) else fragment
         try:
@@ -180,11 +188,28 @@ class KvsMedia:
         watcher.consumer.close()
         call = self._hang_up(watcher)
         self._idle[arn] = None
-        while len(self._idle) > self.gateway.keep_audio_of:
+        gw = self.gateway
+        while len(self._idle) > gw.keep_audio_of:
             old, _ = self._idle.popitem(last=False)
             if old not in self._watchers:
                 self.stream(old).release()
+                self._emptied[old] = None
+        while len(self._idle) + len(self._emptied) > gw.keep_calls and self._emptied:
+            old, _ = self._emptied.popitem(last=False)
+            if old not in self._watchers:
+                self._delete(old)
         return call
+
+    def streams(self) -> int:
+        """How many streams the gateway's stores hold (live, idle and emptied)."""
+        return len(self.gateway.kvs) + sum(len(s) for s in self._other_stores.values())
+
+    def _delete(self, arn: str) -> None:
+        region, account, _, _ = parse_arn(arn)
+        store = self._store_for(region, account)
+        store.delete_stream(arn)
+        if not len(store) and store is not self.gateway.kvs:
+            del self._other_stores[(region, account)]
 
     def _server_ms(self) -> int:
         return round(self.gateway.clock.wall().timestamp() * 1000)

@@ -15,6 +15,7 @@ produces no transcripts.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,20 +76,43 @@ class GatewayTranscription:
         self.policies = policies or ParticipantPolicies()
         self.webhooks = webhooks
         self._calls: dict[str, _CallTranscripts] = {}
+        # Guids given an engine while no call of theirs was open, oldest first: a script for
+        # a call that never comes must not be kept for ever.
+        self._waiting: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def attach(self, guid: str, engine: TranscriptionEngine) -> None:
-        """Transcribe call ``guid`` with ``engine`` (before or after its media opens)."""
+        """Transcribe call ``guid`` with ``engine`` (before or after its media opens).
+
+        At most ``gateway.keep_calls`` engines wait for calls that are not open yet; beyond
+        that the one attached longest ago is dropped.
+        """
         clock = self.gateway.clock
         call = self.gateway.calls.get(guid)
         opened = call.opened_at if call is not None else clock.now()
         wall_base = clock.wall() - timedelta(seconds=clock.now() - opened)
         self._calls[guid] = _CallTranscripts(engine, wall_base)
+        self._waiting.pop(guid, None)
+        if call is None:
+            self._waiting[guid] = None
+            while len(self._waiting) > self.gateway.keep_calls:
+                self._calls.pop(self._waiting.popitem(last=False)[0], None)
 
     def forget(self, guid: str) -> None:
         """Drop what is kept for transcribing ``guid`` (its engine, utterances and webhook
         bodies); the stored conversation messages are not touched."""
         self._calls.pop(guid, None)
+        self._waiting.pop(guid, None)
+
+    @property
+    def engines(self) -> int:
+        """How many guids have transcription state (an engine) kept."""
+        return len(self._calls)
+
+    @property
+    def waiting(self) -> int:
+        """How many of those are engines waiting for a call that is not open yet."""
+        return len(self._waiting)
 
     def utterances(self, guid: str) -> list[Utterance]:
         """Every utterance transcribed for ``guid`` so far (all segments)."""
@@ -102,6 +126,7 @@ class GatewayTranscription:
 
     def call_opened(self, call: CallState) -> None:
         """Re-anchor the wall clock of sample 0 when the media session opens."""
+        self._waiting.pop(call.guid, None)
         state = self._calls.get(call.guid)
         if state is not None:
             clock = self.gateway.clock
@@ -147,7 +172,7 @@ class GatewayTranscription:
             for role in seg.transcripts:
                 if role == role_name:
                     seg.transcripts[role] += n
-        self.gateway.messages.setdefault(call.guid, []).extend(out.messages)
+        self.gateway.store_messages(call.guid, out.messages)
         state.utterances += out.utterances
         state.webhooks += out.webhooks
         self._deliver(out.webhooks)

@@ -306,6 +306,14 @@ class KinesisVideoStore:
         name = connect_stream_name(instance_id, contact_id, prefix)
         return self.create_stream(name, creation_ms=creation_ms)
 
+    def delete_stream(self, arn: str) -> bool:
+        """Delete the stream with that ARN (as DeleteStream does); False if there is none.
+
+        A stream created again under the same name and creation time has the same ARN and
+        starts empty.
+        """
+        return self._streams.pop(arn, None) is not None
+
     def get(self, arn: str) -> KinesisVideoStream:
         """The stream with that ARN: ``bad-arn`` if malformed, ``unknown-stream`` if absent."""
         parse_arn(arn)

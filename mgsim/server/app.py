@@ -39,6 +39,7 @@ from starlette.routing import Route
 from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.contract import ContractViolation, Problem, spec_text, validate
 from mgsim.gateway import ROLES, Gateway, StartParams
+from mgsim.gateway.calls import DEFAULT_KEEP_AUDIO_OF
 from mgsim.server import injection
 from mgsim.server.config import SimulatorConfig
 from mgsim.server.faults import (
@@ -338,7 +339,9 @@ async def _messages(state: ServerState, request: Request, body: dict[str, Any] |
         raise Problem("400-201", "externalId: query parameter is required")
     if len(guid) > 128:
         raise Problem("400-201", "externalId: must be at most 128 characters")
-    items = state.gateway.messages.get(guid, [])[:MAX_MESSAGES]
+    # Messages past the vendor's 7-day retention, and those of ended calls the simulator no
+    # longer keeps, are gone: an empty list, as the vendor answers after its retention.
+    items = state.gateway.conversation(guid)[:MAX_MESSAGES]
     return JSONResponse({"items": items})
 
 
@@ -346,6 +349,7 @@ def _sim_call_view(call: Any) -> dict[str, Any]:
     return {
         "namespace": call.namespace,
         "guid": call.guid,
+        "open": call.closed_at is None,
         "streaming": call.streaming,
         "segments": len(call.segments),
     }
@@ -396,9 +400,11 @@ def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
 
 
 def _sim_find(state: ServerState, guid: str) -> Any:
-    call = state.gateway.calls.get(guid)
+    """The open or kept ended call ``guid``; 404-01 otherwise, saying when older ended calls
+    were released (only the most recent ``keep_calls`` are kept)."""
+    call = state.gateway.find(guid)
     if call is None:
-        raise Problem("404-01", f"No open call with guid {guid}")
+        raise state.gateway.not_found(guid)
     return call
 
 
@@ -444,7 +450,12 @@ def create_app(
     config = config or SimulatorConfig.from_env()
     clock = clock or (gateway.clock if gateway else SystemClock())
     seed = config.seed
-    gateway = gateway or Gateway(clock, random.Random(seed))
+    gateway = gateway or Gateway(
+        clock,
+        random.Random(seed),
+        keep_audio_of=min(DEFAULT_KEEP_AUDIO_OF, config.keep_calls),
+        keep_calls=config.keep_calls,
+    )
     state = ServerState(
         config=config,
         clock=clock,
@@ -455,6 +466,7 @@ def create_app(
         spike=SpikeArrest(config.spike_arrest_per_s, clock) if config.spike_arrest_per_s else None,
         quota=DailyQuota(config.daily_quota, clock) if config.daily_quota else None,
     )
+    state.rules.on_remove = partial(injection.forget_rule_counters, state)
     routes = [
         Route(
             START,

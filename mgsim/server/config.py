@@ -99,6 +99,11 @@ class SimulatorConfig:
     rtp_timeout_s: float = 30.0
     """RTP silence after which a SIPREC call whose BYE never came is ended as dropped
     (``media-timeout``); paused recordings do not count."""
+    keep_calls: int = 1000
+    """How many ended calls the gateway keeps, most recent first: their state
+    (``GET /_sim/v1/calls/{guid}``) and transcript messages (the conversation API). Older
+    ones are let go as newer calls end, so a long-running server stays in flat memory; the
+    most recent 64 (or ``keep_calls`` if fewer) also keep their audio."""
 
     def __post_init__(self) -> None:
         if not self.api_id or not self.api_secret:
@@ -122,6 +127,10 @@ class SimulatorConfig:
             raise ConfigError("hang_cap_s must be in (0, 3600] seconds")
         if not self.rtp_timeout_s > 0:
             raise ConfigError("rtp_timeout_s must be > 0 seconds")
+        if isinstance(self.keep_calls, bool) or not isinstance(self.keep_calls, int):
+            raise ConfigError(f"keep_calls must be an integer, got {self.keep_calls!r}")
+        if self.keep_calls < 1:
+            raise ConfigError(f"keep_calls must be >= 1 (ended calls kept), got {self.keep_calls}")
         if not self.audiohook_api_key or not self.audiohook_client_secret:
             raise ConfigError("the AudioHook API key and client secret must not be empty")
 

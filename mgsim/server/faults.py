@@ -45,7 +45,7 @@ import itertools
 import math
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -343,6 +343,8 @@ class FaultRules:
         self._rules: list[ActiveRule] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.on_remove: Callable[[list[str]], None] | None = None
+        """Told the ids of rules removed or cleared (the server drops their counters)."""
         for rule in rules:
             self.add(rule)
 
@@ -362,16 +364,23 @@ class FaultRules:
     def remove(self, rule_id: str) -> None:
         """Drop one rule; :class:`KeyError` if there is none with that id."""
         with self._lock:
-            for i, active in enumerate(self._rules):
-                if active.id == rule_id:
-                    del self._rules[i]
-                    return
-        raise KeyError(rule_id)
+            found = next((i for i, a in enumerate(self._rules) if a.id == rule_id), None)
+            if found is not None:
+                del self._rules[found]
+        if found is None:
+            raise KeyError(rule_id)
+        self._removed([rule_id])
 
     def clear(self) -> None:
         """Drop every rule (ids are not reused)."""
         with self._lock:
+            ids = [active.id for active in self._rules]
             self._rules.clear()
+        self._removed(ids)
+
+    def _removed(self, ids: list[str]) -> None:
+        if ids and self.on_remove is not None:
+            self.on_remove(ids)
 
     def get(self, rule_id: str) -> ActiveRule:
         with self._lock:

@@ -11,7 +11,10 @@ with one of three outcomes:
   names the exception);
 * ``dropped``: fault injection discarded the body before sending (no request was made).
 
-Both targets share :class:`WebhookTarget`: ``await target.deliver(body)``.
+Both targets share :class:`WebhookTarget`: ``await target.deliver(body)``. Each holds the
+records (and the sink the bodies) of its most recent ``keep`` deliveries
+(:data:`DEFAULT_KEEP`); older ones are let go so that a long run stays in flat memory, while
+``counts`` and ``offered`` go on counting every delivery.
 :class:`WebhookSink` keeps every body in memory (tests, notebooks);
 :class:`WebhookSender` POSTs it as JSON with the shared secret in a header (the vendor's
 "secret in a header" option; mTLS and OAuth2 are not simulated). The secret never appears in
@@ -53,6 +56,7 @@ from mgsim.clock import Clock, SystemClock
 from mgsim.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_KEEP",
     "DEFAULT_SECRET_HEADER",
     "DeliveryRecord",
     "Outcome",
@@ -67,7 +71,11 @@ log = logging.getLogger("mgsim.webhooks")
 DEFAULT_SECRET_HEADER = "X-Webhook-Secret"
 """Header that carries the shared secret unless the integrator names another."""
 
+DEFAULT_KEEP = 10_000
+"""Deliveries whose records (and, for the sink, bodies) a target keeps, most recent first."""
+
 Outcome = Literal["delivered", "failed", "dropped"]
+_OUTCOMES: tuple[Outcome, ...] = ("delivered", "failed", "dropped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +156,14 @@ def _check_faults(
     return float(low), float(high)
 
 
+def _append_bounded(items: list[Any], item: Any, keep: int) -> None:
+    items.append(item)
+    if len(items) > keep:
+        # A list (not a deque) so that callers may slice and compare it; trimming from the
+        # front moves at most ``keep`` pointers.
+        del items[: len(items) - keep]
+
+
 class _Records:
     """Records, counts and the fault draws both targets share."""
 
@@ -161,13 +177,20 @@ class _Records:
         delay_ms: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         clock: Clock | None = None,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
         self.delay_range_ms = _check_faults(drop_rate, drop_next, delay_ms)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ConfigError(f"keep must be an integer >= 1, got {keep!r}")
+        self.keep = keep
+        """How many of the most recent delivery records (and sink bodies) are kept."""
         self.drop_rate = drop_rate
         self._drop_next = drop_next
         self._rng = random.Random(seed)
         self._clock: Clock = clock or SystemClock()
         self.records: list[DeliveryRecord] = []
+        """The most recent :attr:`keep` deliveries' records, oldest first."""
+        self._counts: Counter[str] = Counter()
         self._seq = itertools.count()
         self.offered = 0
         """Bodies handed to this target so far."""
@@ -176,9 +199,13 @@ class _Records:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Deliveries per outcome (every outcome present, zero when none)."""
-        seen = Counter(r.outcome for r in self.records)
-        return {o: seen.get(o, 0) for o in ("delivered", "failed", "dropped")}
+        """Deliveries per outcome (every outcome present, zero when none), all of them
+        since the start or the last ``clear()``, not only the records kept."""
+        return {o: self._counts[o] for o in _OUTCOMES}
+
+    def _record(self, record: DeliveryRecord) -> None:
+        self._counts[record.outcome] += 1
+        _append_bounded(self.records, record, self.keep)
 
     @property
     def drops_pending(self) -> int:
@@ -209,14 +236,15 @@ class _Records:
         if reason is not None:
             record = DeliveryRecord(seq, self.target, "dropped", guid, role, start, error=reason)
             log.info("webhook %d for guid %s %s", seq, guid, reason)
-            self.records.append(record)
+            self._record(record)
             return record, 0.0
         pending = DeliveryRecord(seq, self.target, "delivered", guid, role, start, delay_ms=delay)
         return pending, delay
 
 
 class WebhookSink(_Records):
-    """Keeps every body it is given, in order; every delivery that is not dropped succeeds.
+    """Keeps the bodies it is given, in order (the most recent ``keep``); every delivery
+    that is not dropped succeeds.
 
     Faults (keyword arguments, see :class:`WebhookFaults`) wait on ``clock``; with a delay,
     :meth:`deliver_nowait` stores the body from a task on the running loop once the delay is
@@ -233,16 +261,23 @@ class WebhookSink(_Records):
         delay_ms: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         clock: Clock | None = None,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
         super().__init__(
-            drop_rate=drop_rate, drop_next=drop_next, delay_ms=delay_ms, seed=seed, clock=clock
+            drop_rate=drop_rate,
+            drop_next=drop_next,
+            delay_ms=delay_ms,
+            seed=seed,
+            clock=clock,
+            keep=keep,
         )
         self.bodies: list[dict[str, Any]] = []
+        """The most recent :attr:`keep` bodies stored, oldest first."""
         self._tasks: set[asyncio.Task[DeliveryRecord]] = set()
 
     def _store(self, pending: DeliveryRecord, body: Mapping[str, Any]) -> DeliveryRecord:
-        self.bodies.append(dict(body))
-        self.records.append(pending)
+        _append_bounded(self.bodies, dict(body), self.keep)
+        self._record(pending)
         return pending
 
     async def _store_later(
@@ -287,8 +322,10 @@ class WebhookSink(_Records):
         return [b for b in self.bodies if b.get("externalConversationId") == guid]
 
     def clear(self) -> None:
+        """Forget the bodies, records and counts kept so far."""
         self.bodies.clear()
         self.records.clear()
+        self._counts.clear()
 
 
 class WebhookSender(_Records):
@@ -314,9 +351,15 @@ class WebhookSender(_Records):
         seed: int | None = None,
         timeout_s: float = 5.0,
         clock: Clock | None = None,
+        keep: int = DEFAULT_KEEP,
     ) -> None:
         super().__init__(
-            drop_rate=drop_rate, drop_next=drop_next, delay_ms=delay_ms, seed=seed, clock=clock
+            drop_rate=drop_rate,
+            drop_next=drop_next,
+            delay_ms=delay_ms,
+            seed=seed,
+            clock=clock,
+            keep=keep,
         )
         try:
             parsed = httpx.URL(url)
@@ -395,7 +438,7 @@ class WebhookSender(_Records):
                 self.target,
                 f"status {status}" if status is not None else error,
             )
-        self.records.append(record)
+        self._record(record)
         return record
 
     async def deliver_all(self, bodies: Iterable[Mapping[str, Any]]) -> list[DeliveryRecord]:

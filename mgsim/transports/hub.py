@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Feeder", "MediaHub", "hub_of"]
 
-_KEEP_SESSIONS = 4096  # sessions remembered by guid after they end (for inspection)
-
 
 class Feeder:
     """One media session fed from a socket.
@@ -115,6 +113,7 @@ class Feeder:
             self._guid = call.guid
             self.hub.remember(call.guid, self.session)
         self.hub.open_sessions.discard(self)
+        self.hub._trim()
         return replies
 
     def _count_errors(self) -> None:
@@ -176,10 +175,27 @@ class MediaHub:
         return feeder
 
     def remember(self, guid: str, session: MediaSession) -> None:
+        """Keep ``session`` by its call's guid: every open one, and the most recently
+        remembered ended ones up to the gateway's ``keep_calls`` (as the gateway keeps ended
+        calls), so a long run stays in flat memory."""
         self.sessions[guid] = session
         self.sessions.move_to_end(guid)
-        while len(self.sessions) > _KEEP_SESSIONS:
-            self.sessions.popitem(last=False)
+        self._trim()
+
+    def _trim(self) -> None:
+        sessions = self.sessions
+        excess = len(sessions) - len(self.open_sessions) - self.gateway.keep_calls
+        if excess <= 0:
+            return
+        # Oldest first, skipping sessions still open: their calls are live.
+        gone: list[str] = []
+        for old, kept in sessions.items():
+            if len(gone) >= excess:
+                break
+            if kept.closed:
+                gone.append(old)
+        for old in gone:
+            del sessions[old]
 
     def media_counters(self) -> dict[str, int]:
         """The ``media.*`` counters."""

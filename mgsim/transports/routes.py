@@ -59,13 +59,11 @@ async def _reset(state: Any, request: Request, body: Any) -> Response:
 
 
 async def _call(state: Any, request: Request, body: Any) -> Response:
-    from mgsim.contract import Problem
-
     guid = request.path_params["guid"]
     gateway = hub_of(request.app).gateway
-    call = gateway.calls.get(guid) or gateway.ended.get(guid)
+    call = gateway.find(guid)
     if call is None:
-        raise Problem("404-01", f"No call with guid {guid}")
+        raise gateway.not_found(guid)
     return JSONResponse(
         {
             "namespace": call.namespace,

@@ -45,14 +45,18 @@ from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
 from mgsim.transports.hub import Feeder, MediaHub
 
-__all__ = ["DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
+__all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
 
 RTP_LINGER_S = 2.0
 """How long a finished call's RTP ports stay bound, counting late packets."""
 DEFAULT_MEDIA_TIMEOUT_S = 30.0
 """RTP silence after which a SIPREC call counts as dropped (a common SBC/gateway default)."""
 _FRAME_MS = 20.0
-_ANSWERED_KEPT = 4096  # final responses kept for retransmitted requests
+_ANSWERED_KEPT = 4096  # final responses kept for retransmitted requests, at most
+ANSWER_KEPT_S = 32.0
+"""How long a final response is kept to answer retransmissions of its request: 64*T1, the
+longest a server transaction lasts (RFC 3261 17.2, Timer J; also how long a UAS resends a
+2xx awaiting its ACK, 13.3.1.4)."""
 _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
 Send = Callable[[bytes], None]
@@ -156,7 +160,9 @@ class SipServer:
         self.port = port
         self.rtp_ports = rtp_ports
         self.dialogs: dict[str, _Dialog] = {}
-        self._answered: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+        # Final responses by (Call-ID, CSeq number, method), oldest first, with the
+        # monotonic time each was sent: kept ANSWER_KEPT_S, and never more than _ANSWERED_KEPT.
+        self._answered: OrderedDict[tuple[str, int, str], tuple[float, bytes]] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._queue: asyncio.Queue[tuple[bytes, Send]] = asyncio.Queue()
@@ -252,10 +258,11 @@ class SipServer:
             # transaction: it gets the same final answer again and is not processed twice
             # (RFC 3261 17.2), so a BYE resent after its dialog ended is not a 481.
             key = (msg.call_id, *msg.cseq)
+            self._expire_answers(time.monotonic())
             answered = self._answered.get(key)
             if answered is not None:
                 self.hub.count("media.siprec.retransmission")
-                send(answered)
+                send(answered[1])
                 return
             send = self._remembering(key, send)
         dialog = self.dialogs.get(msg.call_id)
@@ -277,13 +284,29 @@ class SipServer:
 
         def remember(payload: bytes) -> None:
             if payload[8:9] in (b"2", b"3", b"4", b"5", b"6"):  # "SIP/2.0 NNN": final
-                self._answered[key] = payload
+                now = time.monotonic()
+                self._answered[key] = (now, payload)
                 self._answered.move_to_end(key)
+                self._expire_answers(now)
                 while len(self._answered) > _ANSWERED_KEPT:
                     self._answered.popitem(last=False)
             send(payload)
 
         return remember
+
+    def _expire_answers(self, now: float) -> None:
+        """Forget final responses whose transaction is over (older than ANSWER_KEPT_S)."""
+        answered = self._answered
+        while answered:
+            key = next(iter(answered))
+            if now - answered[key][0] < ANSWER_KEPT_S:
+                break
+            del answered[key]
+
+    @property
+    def answers_kept(self) -> int:
+        """How many final responses are kept for retransmissions."""
+        return len(self._answered)
 
     def _no_dialog(self, msg: SipMessage, send: Send) -> None:
         if not msg.is_request or msg.method == "ACK":
