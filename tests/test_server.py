@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -105,6 +106,34 @@ def test_auth_missing_is_401_and_wrong_is_403(sim: Simulator) -> None:
 )
 def test_malformed_bodies(sim: Simulator, content: bytes, expected: str) -> None:
     assert code(call(sim, "POST", START, content=content)) == expected
+
+
+@pytest.mark.parametrize(
+    ("encode", "what"),
+    [
+        (lambda text: b"\xef\xbb\xbf" + text.encode(), "a UTF-8 byte-order mark"),
+        (lambda text: text.encode("utf-16"), "UTF-16"),
+        (lambda text: text.encode(), "plain UTF-8"),
+    ],
+)
+def test_bodies_the_standard_library_reads_are_still_read(
+    sim: Simulator, encode: Any, what: str
+) -> None:
+    # The server parses with orjson and falls back to the standard library, which also
+    # reads these; what was accepted before stays accepted.
+    open_call(sim)
+    text = json.dumps(start_body())
+    r = call(sim, "POST", START, content=encode(text))
+    assert r.status_code == 200, what
+
+
+def test_responses_are_compact_utf8_json(sim: Simulator) -> None:
+    open_call(sim)
+    assert call(sim, "POST", START, start_body()).status_code == 200
+    r = call(sim, "POST", STOP, {"namespace": "siprec", "guid": GUIDS["siprec"]})
+    body = r.json()
+    assert r.content == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    assert r.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize(

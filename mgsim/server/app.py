@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from mgsim.clock import Clock, SystemClock, VirtualClock
@@ -71,6 +73,24 @@ TWILIO_URL = "/mg-autotranscribe/v1/twilio-media-stream-url"
 MESSAGES = "/conversation/v1/conversation/messages"
 TWILIO_WS_PREFIX = "/mg-twilio-autotranscribe/twilio-media/"
 MAX_MESSAGES = 1000
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's JSON response, rendered by orjson: the same compact UTF-8 bytes for the
+    API's bodies, and rendering was a tenth of a start/stop request's time."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _loads(raw: bytes) -> Any:
+    """A request body parsed by orjson; what orjson refuses is read by the standard library
+    as before (it also takes a UTF-8 byte-order mark, UTF-16/32, NaN and lone surrogates),
+    so what is accepted does not change."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 @dataclass
@@ -168,7 +188,7 @@ async def _withhold(state: ServerState, request: Request, decision: FaultDecisio
 
 def _parse_json(raw: bytes, schema: str) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = _loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Problem("400-01", "Request body is not valid JSON") from None
     if not isinstance(body, dict):
