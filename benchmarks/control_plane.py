@@ -470,6 +470,7 @@ def run(
     connections: int = 8,
     rounds: int = 3,
     profile: bool = False,
+    pin: bool = False,
 ) -> dict[str, Any]:
     """Measure start/stop cycles on mgsim and Prism with one wrk setting; return the numbers.
 
@@ -478,8 +479,14 @@ def run(
     ``connections`` wrk connections (one wrk thread each). Interleaving the rounds spreads
     any noise from other processes on the machine over every server alike; each server's
     figures are those of its median round. Prism is skipped, with a note, when its CLI is
-    not installed; a missing wrk raises ``RuntimeError``.
+    not installed; a missing wrk raises ``RuntimeError``. ``pin`` gives the servers CPU 1 and
+    wrk CPU 0 (``RuntimeError`` with fewer than two CPUs).
     """
+    PIN.clear()
+    if pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            raise RuntimeError("pinning needs at least two CPUs")
+        PIN.update(server={1}, wrk={0})
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
         raise RuntimeError("wrk is not installed (scripts/bench-deps.sh installs it)")
@@ -494,6 +501,7 @@ def run(
         "rounds": rounds,
         "namespace": NAMESPACE,
         "target_ratio": TARGET_RATIO,
+        "pinned": pin,
         "loadavg_1m_before": round(os.getloadavg()[0], 2),
         "servers": {},
         "notes": [],
@@ -586,12 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="one core each: every server on CPU 1, wrk on CPU 0 (steadier between runs)",
     )
     args = parser.parse_args(argv)
-    if args.pin:
-        if len(os.sched_getaffinity(0)) < 2:
-            parser.error("--pin needs at least two CPUs")
-        PIN.update(server={1}, wrk={0})
-    result = run(args.duration, args.warmup, args.connections, args.rounds, args.profile)
-    result["pinned"] = bool(PIN)
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs at least two CPUs")
+    result = run(
+        args.duration, args.warmup, args.connections, args.rounds, args.profile, pin=args.pin
+    )
     print(json.dumps(result))
     return 0
 

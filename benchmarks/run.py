@@ -79,7 +79,10 @@ class Case:
 
 
 # Cases beyond each module's defaults.
-EXTRA_CASES = [Case("media_siprec", {"loss": 0.01, "reorder": 0.01})]
+EXTRA_CASES = [
+    Case("media_siprec", {"loss": 0.01, "reorder": 0.01}),
+    Case("control_plane", {"pin": True}),  # one core each: steadier than shared cores
+]
 
 
 def discover() -> list[Case]:
