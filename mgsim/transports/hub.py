@@ -112,8 +112,7 @@ class Feeder:
         if call is not None and call.guid != self._guid:
             self._guid = call.guid
             self.hub.remember(call.guid, self.session)
-        self.hub.open_sessions.discard(self)
-        self.hub._trim()
+        self.hub.closed(self)
         return replies
 
     def _count_errors(self) -> None:
@@ -180,6 +179,12 @@ class MediaHub:
         calls), so a long run stays in flat memory."""
         self.sessions[guid] = session
         self.sessions.move_to_end(guid)
+        self._trim()
+
+    def closed(self, feeder: Feeder) -> None:
+        """``feeder``'s connection ended: it is no longer open, and the sessions kept for
+        inspection are trimmed to the bound again."""
+        self.open_sessions.discard(feeder)
         self._trim()
 
     def _trim(self) -> None:
