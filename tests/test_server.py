@@ -412,6 +412,32 @@ def test_a_script_attached_over_http_transcribes_media_from_any_session(sim: Sim
     assert counted > 0 and counted == len(stored.json()["items"])
 
 
+def test_a_sample_script_is_read_once_per_server_and_cut_per_request(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mgsim.server.app as app_module
+    import mgsim.sim.call as call_module
+
+    app_module._sample_script.cache_clear()
+    loads: list[str] = []
+    real = call_module.load_sample
+
+    def counting(name: str, directory: Any = None) -> Any:
+        loads.append(name)
+        return real(name, directory)
+
+    monkeypatch.setattr(call_module, "load_sample", counting)
+    counts = []
+    for i, until in enumerate((None, 20_000, 5_000)):
+        body: dict[str, Any] = {"sample": "account_verification"}
+        if until is not None:
+            body["untilMs"] = until
+        r = call(sim, "PUT", f"/_sim/v1/calls/CA{i:032x}/script", body)
+        counts.append(r.json()["words"])
+    assert loads == ["account_verification"]  # read once; every request still cut its own
+    assert counts[0] > counts[1] > counts[2] > 0
+
+
 HI = {"speaker": "agent", "text": "hi", "startMs": 0, "endMs": 1}
 
 

@@ -27,7 +27,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -397,18 +397,14 @@ def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
     if ("sample" in body) == ("words" in body):
         raise Problem("400-201", "body: give either sample or words")
     if "sample" in body:
-        from mgsim.sim.call import list_samples, load_sample  # reads files: only when asked
+        from mgsim.sim.call import samples_dir  # the simulation package: only when asked
 
         name = body["sample"]
-        if name not in {p.stem for p in list_samples()}:
+        script = _sample_script(name, str(samples_dir()))
+        if script is None:
             raise Problem("400-201", f"sample: no sample call named {name!r}")
         until = body.get("untilMs", math.inf)
-        words = [
-            Word(w.speaker, w.text, w.start_ms, w.end_ms)
-            for w in load_sample(name).words
-            if w.end_ms <= until
-        ]
-        return words, f"sample:{name}"
+        return [w for w in script if w.end_ms <= until], f"sample:{name}"
     if "untilMs" in body:
         raise Problem("400-201", "untilMs: applies to sample only")
     words = []
@@ -417,6 +413,19 @@ def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
             raise Problem("400-201", f"words[{i}].endMs: {w['endMs']} is before startMs")
         words.append(Word(w["speaker"], w["text"], w["startMs"], w["endMs"]))
     return words, "words"
+
+
+@lru_cache(maxsize=32)
+def _sample_script(name: str, directory: str) -> tuple[Word, ...] | None:
+    """The words of sample call ``name`` in ``directory`` (None if there is none), read once:
+    loading a sample reads and checks its audio and sidecar (about 25 ms), which a server
+    attaching a script to every call must not pay each time on its event loop."""
+    from mgsim.sim.call import list_samples, load_sample  # reads files: only when asked
+
+    if name not in {p.stem for p in list_samples(directory)}:
+        return None
+    words = load_sample(name, directory).words
+    return tuple(Word(w.speaker, w.text, w.start_ms, w.end_ms) for w in words)
 
 
 def _sim_find(state: ServerState, guid: str) -> Any:
