@@ -127,6 +127,19 @@ def test_bodies_the_standard_library_reads_are_still_read(
     assert r.status_code == 200, what
 
 
+@pytest.mark.parametrize(
+    ("number", "named"),
+    [("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e999", "1e999")],
+)
+def test_numbers_json_does_not_have_are_refused(sim: Simulator, number: str, named: str) -> None:
+    # Words timed NaN or 1e999 (infinite) would be kept as a script no call can play.
+    word = f'{{"speaker":"agent","text":"hi","startMs":{number},"endMs":1}}'
+    for body in (f'{{"words":[{word}]}}', f'{{"sample":"card_payment","untilMs":{number}}}'):
+        r = call(sim, "PUT", f"/_sim/v1/calls/{GUIDS['twilio']}/script", content=body.encode())
+        assert r.status_code == 400 and code(r) == "400-01"
+        assert named in r.json()["error"]["message"]
+
+
 def test_responses_are_compact_utf8_json(sim: Simulator) -> None:
     open_call(sim)
     assert call(sim, "POST", START, start_body()).status_code == 200

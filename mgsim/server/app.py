@@ -85,12 +85,24 @@ class JSONResponse(StarletteJSONResponse):
 
 def _loads(raw: bytes) -> Any:
     """A request body parsed by orjson; what orjson refuses is read by the standard library
-    as before (it also takes a UTF-8 byte-order mark, UTF-16/32, NaN and lone surrogates),
-    so what is accepted does not change."""
+    as before (a UTF-8 byte-order mark, UTF-16/32, lone surrogates), except numbers JSON
+    does not have: ``NaN``, ``Infinity`` and numbers too large for a double are refused
+    with 400-01, as orjson refuses them, instead of becoming values no field can hold."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_finite)
+
+
+def _not_a_json_number(name: str) -> Any:
+    raise Problem("400-01", f"Request body is not valid JSON: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Problem("400-01", f"Request body is not valid JSON: {text[:24]} is out of range")
+    return value
 
 
 @dataclass
