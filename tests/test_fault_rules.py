@@ -559,3 +559,13 @@ def test_async_client_gives_up_on_time_while_the_slow_stop_goes_on() -> None:
     assert outcome.elapsed_ms >= 2000
     assert not sim.gateway.calls[SIPREC].streaming
     assert sim.state.counters["client-gone"] == 1
+
+
+@pytest.mark.parametrize("body", [b"[" * 60_000, b"{not json", b"\xff\xfe"])
+def test_rules_peek_at_any_body_without_failing(body: bytes) -> None:
+    # A rule for another namespace must look at the body to decide; a body nobody can parse
+    # still gets its 400 from the pipeline, never a 500 from the peek.
+    sim = make_sim(fault_rules=(FaultRule(namespace="twilio", error="503-01"),))
+    r = call(sim, "POST", START, content=body)
+    assert r.status_code == 400 and code(r) == "400-01"
+    assert sim.faults.get("r1").matched == 0

@@ -102,7 +102,14 @@ def test_auth_missing_is_401_and_wrong_is_403(sim: Simulator) -> None:
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [(b"{not json", "400-01"), (b"[1, 2]", "400-01"), (b"\xff\xfe", "400-01"), (b"", "400-01")],
+    [
+        (b"{not json", "400-01"),
+        (b"[1, 2]", "400-01"),
+        (b"\xff\xfe", "400-01"),
+        (b"", "400-01"),
+        (b"[" * 60_000, "400-01"),  # deeper than any parser recurses
+        (b"[" * 1_100 + b"]" * 1_100, "400-01"),  # well-formed, but nested too deeply
+    ],
 )
 def test_malformed_bodies(sim: Simulator, content: bytes, expected: str) -> None:
     assert code(call(sim, "POST", START, content=content)) == expected

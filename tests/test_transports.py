@@ -412,6 +412,8 @@ def test_corrupt_ebml_gets_a_kvs_error_and_spares_other_streams(
             "InvalidArgumentException",
         ),
         ("POST", "/getMedia", {"content": b"{"}, 400, "InvalidArgumentException"),
+        ("POST", "/getMedia", {"content": b"[" * 60_000}, 400, "InvalidArgumentException"),
+        ("POST", "/getMedia", {"content": b" " * (8 << 20 | 1)}, 400, "InvalidArgumentException"),
     ],
 )
 def test_kvs_request_errors_use_the_aws_shape(

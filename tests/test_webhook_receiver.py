@@ -50,6 +50,16 @@ def test_receiver_checks_the_secret(receiver: tuple[str, object]) -> None:
     assert app.state.received == [body] and app.state.rejected == 2  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"[" * 60_000])
+def test_receiver_answers_400_to_a_body_that_is_not_json(
+    receiver: tuple[str, object], content: bytes
+) -> None:
+    url, app = receiver
+    r = httpx.post(url, content=content, headers={"X-Webhook-Secret": SECRET})
+    assert r.status_code == 400 and r.json() == {"error": "body is not JSON"}
+    assert app.state.received == []  # type: ignore[attr-defined]
+
+
 def test_simulator_posts_transcripts_to_the_configured_url(receiver: tuple[str, object]) -> None:
     url, app = receiver
     config = SimulatorConfig(seed=1, webhook_url=url, webhook_secret=SECRET)

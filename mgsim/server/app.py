@@ -91,7 +91,11 @@ def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_finite)
+    except RecursionError:
+        raise Problem("400-01", "Request body is not valid JSON: nested too deeply") from None
 
 
 def _not_a_json_number(name: str) -> Any:

@@ -73,7 +73,7 @@ def fault_view(request: Request, raw: bytes, name: str) -> FaultRequest:
     if raw:
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             body = None
         if isinstance(body, dict):
             ns, g = body.get("namespace"), body.get("guid")

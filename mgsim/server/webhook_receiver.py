@@ -41,7 +41,7 @@ def create_receiver_app(
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         try:
             body: Any = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         request.app.state.received.append(body)
         return Response(status_code=204)

@@ -148,8 +148,11 @@ async def get_media(request: Request) -> Response:
     """GetMedia: fragments from a start selector, following a live stream."""
     hub = hub_of(request.app)
     try:
-        body = json.loads(await request.body())
-    except ValueError:
+        # A selector is a few hundred bytes: read at most what a PutMedia may send.
+        body = json.loads(await _body(request))
+    except KvsError as exc:
+        return kvs_error(exc)
+    except (ValueError, RecursionError):
         return kvs_error(KvsError("body is not JSON", reason="bad-selector"))
     try:
         arn, selector = _selector(body)
