@@ -147,6 +147,14 @@ def test_numbers_json_does_not_have_are_refused(sim: Simulator, number: str, nam
         assert named in r.json()["error"]["message"]
 
 
+def test_integers_beyond_64_bits_are_read_exactly(sim: Simulator) -> None:
+    # orjson would read them as floats; the body is read as sent.
+    big = 10**30 + 7
+    body = f'{{"error": "503-01", "count": {big}}}'.encode()
+    r = call(sim, "POST", "/_sim/v1/faults", content=body)
+    assert r.status_code == 201 and r.json()["count"] == big
+
+
 def test_responses_are_compact_utf8_json(sim: Simulator) -> None:
     open_call(sim)
     assert call(sim, "POST", START, start_body()).status_code == 200

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -83,15 +84,21 @@ class JSONResponse(StarletteJSONResponse):
         return orjson.dumps(content)
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def _loads(raw: bytes) -> Any:
     """A request body parsed by orjson; what orjson refuses is read by the standard library
     as before (a UTF-8 byte-order mark, UTF-16/32, lone surrogates), except numbers JSON
     does not have: ``NaN``, ``Infinity`` and numbers too large for a double are refused
     with 400-01, as orjson refuses them, instead of becoming values no field can hold."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    # orjson reads integers beyond 64 bits as floats; the standard library keeps them exact,
+    # so that a field's error names the number as sent.
+    if not _LONG_DIGITS.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_finite)
     except RecursionError:
