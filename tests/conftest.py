@@ -7,11 +7,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
 from mgsim.client import Client
+from mgsim.contract import CODES, validate
 from mgsim.server.config import SimulatorConfig
 from mgsim.simulator import Simulator
 
@@ -27,6 +30,36 @@ ARN = (
     "arn:aws:kinesisvideo:us-east-1:000000000000:stream/"
     "demo-connect-acme-contact-1117e864-690f-4e1e-9dcf-6fbfcc288e41/1654194145007"
 )
+
+
+def call(
+    sim: Simulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Response:
+    """One request through the embedded app; every error answer must be the vendor envelope."""
+    with httpx.Client(transport=sim.sync_transport(), base_url="http://sim") as http:
+        r = http.request(
+            method,
+            path,
+            json=body if content is None else None,
+            content=content,
+            headers=HEADERS if headers is None else headers,
+        )
+    if r.status_code >= 400:
+        validate("Error", r.json())
+        assert r.json()["error"]["code"] in CODES
+        assert r.json()["error"]["code"].startswith(str(r.status_code))
+    return r
+
+
+def code(r: httpx.Response) -> str:
+    """The vendor error code of an error answer."""
+    return str(r.json()["error"]["code"])
 
 
 def start_extra(namespace: str) -> dict[str, object]:

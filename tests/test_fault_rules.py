@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GUIDS, HEADERS, LiveServer, start_extra
+from conftest import GUIDS, HEADERS, LiveServer, call, code, start_extra
 
 from mgsim.client import AsyncClient, Client, RetryPolicy
 from mgsim.clock import LoopClock, VirtualClock, virtual_time
@@ -32,35 +32,6 @@ TWILIO_URL = "/mg-autotranscribe/v1/twilio-media-stream-url"
 FAULTS = "/_sim/v1/faults"
 SIPREC = GUIDS["siprec"]
 OTHER_SIPREC = "0000000001-0000000002-0000000003-0000000004"
-
-
-def call(
-    sim: Simulator,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    content: bytes | None = None,
-) -> httpx.Response:
-    """One request through the embedded app; every error must be the vendor envelope."""
-    with httpx.Client(transport=sim.sync_transport(), base_url="http://sim") as http:
-        r = http.request(
-            method,
-            path,
-            json=body if content is None else None,
-            content=content,
-            headers=HEADERS if headers is None else headers,
-        )
-    if r.status_code >= 400:
-        validate("Error", r.json())
-        assert r.json()["error"]["code"] in CODES
-        assert r.json()["error"]["code"].startswith(str(r.status_code))
-    return r
-
-
-def code(r: httpx.Response) -> str:
-    return str(r.json()["error"]["code"])
 
 
 def start_body(namespace: str = "siprec", guid: str | None = None) -> dict[str, Any]:
