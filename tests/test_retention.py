@@ -12,9 +12,9 @@ import asyncio
 import random
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
+from conftest import call
 
 from mgsim.cli import main
 from mgsim.client import Client
@@ -32,7 +32,6 @@ from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine, Word
 from mgsim.transports.sip import ANSWER_KEPT_S, SipServer
 
-HEADERS = {"asapp-api-id": "mgsim-local", "asapp-api-secret": "mgsim-local-secret"}
 WORDS = [Word("customer", "hello", 0, 40), Word("agent", "hi", 50, 90)]
 TONE = np.full(800, 1000, dtype=np.int16)  # 100 ms of audible audio per channel
 
@@ -240,8 +239,7 @@ def test_released_calls_answer_over_http() -> None:
 
 
 def test_an_unknown_guid_before_any_release_is_a_plain_404(sim: Simulator) -> None:
-    with httpx.Client(transport=sim.sync_transport(), base_url="http://sim") as http:
-        r = http.get("/_sim/v1/calls/nobody", headers=HEADERS)
+    r = call(sim, "GET", "/_sim/v1/calls/nobody")
     assert r.status_code == 404 and r.json()["error"]["message"] == "No call with guid nobody"
 
 
@@ -359,10 +357,7 @@ def test_removed_fault_rules_leave_no_counters() -> None:
             rule = sim.faults.add(
                 FaultRule(endpoint="conversation-messages", guid=f"g{i}", error="503-01")
             )
-            with httpx.Client(transport=sim.sync_transport(), base_url="http://sim") as http:
-                r = http.get(
-                    f"/conversation/v1/conversation/messages?externalId=g{i}", headers=HEADERS
-                )
+            r = call(sim, "GET", f"/conversation/v1/conversation/messages?externalId=g{i}")
             assert r.status_code == 503
             assert sim.state.counters[f"fault-rule:{rule.id}"] == 1
             sim.faults.remove(rule.id)
