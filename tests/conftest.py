@@ -113,3 +113,17 @@ def live_server() -> Iterator[LiveServer]:
     yield LiveServer(f"http://127.0.0.1:{port}", sim)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def needs_program(program: str, package: str) -> pytest.MarkDecorator:
+    """Skip a test, naming the Debian package to install, when `program` is not on PATH.
+
+    `make test` installs these packages (scripts/system-deps.sh) where it can; elsewhere the
+    tests that need one are skipped with this reason instead of failing.
+    """
+    import shutil
+
+    return pytest.mark.skipif(
+        shutil.which(program) is None,
+        reason=f"{program} is not installed (apt-get install {package})",
+    )
