@@ -119,6 +119,7 @@ def test_unsupported_language_streams_nothing(gw: Gateway) -> None:
     seg = gw.start("siprec", "123", StartParams("c", "a", language="fr-FR"))
     assert seg.status == (4050, "Language not supported")
     assert call.receive("0", 0, np.ones(80, dtype=np.int16), 0.0) is False
+    assert not call.streaming and call.segments == [] and not seg.open
 
 
 def test_new_agent_id_counts_a_new_leg(gw: Gateway) -> None:

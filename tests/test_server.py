@@ -102,22 +102,21 @@ def test_malformed_bodies(sim: Simulator, content: bytes, expected: str) -> None
 
 
 @pytest.mark.parametrize(
-    ("encode", "what"),
+    ("encode", "why"),
     [
-        (lambda text: b"\xef\xbb\xbf" + text.encode(), "a UTF-8 byte-order mark"),
-        (lambda text: text.encode("utf-16"), "UTF-16"),
-        (lambda text: text.encode(), "plain UTF-8"),
+        (lambda text: b"\xef\xbb\xbf" + text.encode(), "byte-order mark"),
+        (lambda text: text.encode("utf-16"), "not UTF-8"),
     ],
 )
-def test_bodies_the_standard_library_reads_are_still_read(
-    sim: Simulator, encode: Any, what: str
+def test_json_text_must_be_utf8_without_a_byte_order_mark(
+    sim: Simulator, encode: Any, why: str
 ) -> None:
-    # The server parses with orjson and falls back to the standard library, which also
-    # reads these; what was accepted before stays accepted.
+    # RFC 8259 section 8.1: JSON exchanged between systems is UTF-8, with no BOM added.
     open_call(sim)
     text = json.dumps(start_body())
     r = call(sim, "POST", START, content=encode(text))
-    assert r.status_code == 200, what
+    assert code(r) == "400-01" and why in r.json()["error"]["message"]
+    assert call(sim, "POST", START, content=text.encode()).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -212,15 +211,6 @@ def test_missing_required_field(sim: Simulator) -> None:
                 }
             },
         ),
-        (
-            "amazonconnect",
-            {
-                "amazonConnectParams": {
-                    "streamArn": start_extra("amazonconnect")["amazonConnectParams"]["streamArn"],  # type: ignore[index]
-                    "afterFragmentNumber": "123",
-                }
-            },
-        ),
     ],
 )
 def test_bad_combinations_are_400_202(
@@ -229,6 +219,25 @@ def test_bad_combinations_are_400_202(
     open_call(sim, namespace)
     assert code(call(sim, "POST", START, start_body(namespace, **change))) == "400-202"
     assert not sim.gateway.calls[GUIDS[namespace]].streaming  # nothing was accepted
+
+
+@pytest.mark.parametrize("selector", [{}, {"startSelectorType": "NOW"}])
+def test_now_with_after_fragment_number_is_accepted_and_reads_from_now(
+    sim: Simulator, selector: dict[str, str]
+) -> None:
+    # Integrators forward the contact's StartFragmentNumber whichever selector they use;
+    # with NOW it is ignored (documented in the contract), not refused.
+    open_call(sim, "amazonconnect")
+    kvs = {**start_extra("amazonconnect")["amazonConnectParams"], **selector}  # type: ignore[dict-item]
+    kvs["afterFragmentNumber"] = "91343852333181432392682062622220590765191907586"
+    r = call(sim, "POST", START, start_body("amazonconnect", amazonConnectParams=kvs))
+    assert r.status_code == 200 and r.json()["isOk"] is True
+    # Its form is still checked.
+    stop = {"namespace": "amazonconnect", "guid": GUIDS["amazonconnect"]}
+    assert call(sim, "POST", STOP, stop).status_code == 200
+    kvs["afterFragmentNumber"] = "12\n"
+    r = call(sim, "POST", START, start_body("amazonconnect", amazonConnectParams=kvs))
+    assert code(r) == "400-201" and "afterFragmentNumber" in r.json()["error"]["message"]
 
 
 def test_detailed_token_with_unredacted_output_is_accepted(sim: Simulator) -> None:
@@ -273,12 +282,24 @@ def test_unknown_guid_is_400_203_and_state_conflicts_are_409_201(sim: Simulator)
     )
 
 
-def test_unsupported_language_answers_stream_status_4050(sim: Simulator) -> None:
+def test_unsupported_language_answers_stream_status_4050_and_starts_nothing(
+    sim: Simulator,
+) -> None:
     open_call(sim)
     r = call(sim, "POST", START, start_body(autotranscribeParams={"language": "fr-FR"}))
     assert r.status_code == 200
-    assert r.json()["isOk"] is False
-    assert r.json()["autotranscribeResponse"]["customer"]["status"]["code"] == 4050
+    assert r.json()["isOk"] is False and "fr-FR" in r.json()["errorMessage"]
+    for role in ("customer", "agent"):
+        assert r.json()["autotranscribeResponse"][role]["status"]["code"] == 4050
+    # The streams did not start: the call is not streaming, a stop is "already stopped",
+    # and the corrected start is accepted.
+    state = call(sim, "GET", f"/_sim/v1/calls/{GUIDS['siprec']}").json()
+    assert (state["streaming"], state["segments"]) == (False, 0)
+    stop = {"namespace": "siprec", "guid": GUIDS["siprec"]}
+    assert code(call(sim, "POST", STOP, stop)) == "409-201"
+    r = call(sim, "POST", START, start_body())
+    assert r.status_code == 200 and r.json()["isOk"] is True
+    assert call(sim, "POST", STOP, stop).json()["isOk"] is True
 
 
 def test_body_over_limit_is_413(sim: Simulator) -> None:

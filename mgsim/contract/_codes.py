@@ -26,6 +26,7 @@ _TABLE = [
     ErrorCode(409, "409-202", "Another API request for the same guid is pending"),
     ErrorCode(409, "409-203", "SIPREC BYE is being processed"),
     ErrorCode(413, "413-01", "Request Entity Too Large"),
+    ErrorCode(415, "415-01", "Unsupported Media Type"),
     ErrorCode(422, "422-01", "Unprocessable Entity"),
     ErrorCode(429, "429-01", "Too Many Requests"),
     ErrorCode(500, "500-01", "Internal server error"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -44,6 +45,48 @@ def load_spec() -> dict[str, Any]:
     return spec
 
 
+def ecma_pattern(pattern: str) -> str:
+    r"""A schema ``pattern`` rewritten so Python's ``re.search`` reads it as ECMA-262 does.
+
+    JSON Schema patterns are ECMA-262 regular expressions, where ``$`` matches only at the
+    end of the string; in Python it also matches before a trailing newline, so ``"en-US\n"``
+    would pass ``^[A-Za-z-]+$``. Every end anchor (an unescaped ``$`` outside a character
+    class) becomes ``\Z``.
+
+    >>> print(ecma_pattern("^[0-9]{1,64}$"))
+    ^[0-9]{1,64}\Z
+    >>> print(ecma_pattern(r"^a\$[$]b$"))
+    ^a\$[$]b\Z
+    """
+    out: list[str] = []
+    in_class, i = False, 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        out.append("\\Z" if c == "$" and not in_class else c)
+        i += 1
+    return "".join(out)
+
+
+def _ecma(node: Any) -> Any:
+    """``node`` with every ``pattern`` keyword in ECMA-262 form (see :func:`ecma_pattern`)."""
+    if isinstance(node, dict):
+        return {
+            k: ecma_pattern(v) if k == "pattern" and isinstance(v, str) else _ecma(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_ecma(v) for v in node]
+    return node
+
+
 @functools.cache
 def _validator(schema_name: str) -> Any:
     # Imported here: jsonschema loads its optional format checkers at import, which costs
@@ -52,7 +95,7 @@ def _validator(schema_name: str) -> Any:
     from referencing import Registry
     from referencing.jsonschema import DRAFT4
 
-    spec = load_spec()
+    spec = _ecma(load_spec())
     if schema_name not in spec["components"]["schemas"]:
         raise KeyError(f"no schema {schema_name!r} in the contract")
     # OpenAPI 3.0 schema objects are a JSON Schema draft 4 dialect; unknown keywords such as
@@ -78,7 +121,7 @@ def _inline(node: Any, schemas: dict[str, Any]) -> Any:
 def _fast_check(schema_name: str) -> Callable[[Any], Any]:
     """A compiled validator: answers valid/invalid in microseconds. It never fills in
     defaults (``use_default=False``), so it only ever judges, like the reference validator."""
-    schemas = load_spec()["components"]["schemas"]
+    schemas = _ecma(load_spec()["components"]["schemas"])
     inlined = _inline(copy.deepcopy(schemas[schema_name]), schemas)
     inlined["$schema"] = "http://json-schema.org/draft-04/schema#"
     check: Callable[[Any], Any] = fastjsonschema.compile(inlined, use_default=False)
@@ -107,7 +150,11 @@ def _describe(error: Any) -> tuple[str, str]:
     if validator == "maxLength":
         return path, f"must be at most {error.validator_value} characters"
     if validator == "pattern":
-        return path, f"has an invalid format (expected {error.validator_value})"
+        if "x-mgsim-format" in error.schema:  # the contract's own words for the form
+            return path, str(error.schema["x-mgsim-format"])
+        # Named as the contract writes it, not in its Python form.
+        pattern = str(error.validator_value).replace("\\Z", "$")
+        return path, f"has an invalid format (expected {pattern})"
     return path, error.message
 
 

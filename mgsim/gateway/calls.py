@@ -344,6 +344,12 @@ class Gateway:
             stream_ids={role: self.new_id() for role in ROLES},
             status=status,
         )
+        if status != STATUS_OK:
+            # A stream status other than 1000 is a stream that did not start (the vendor's
+            # ASR closes it with 4050): the call stays as it was, not streaming, so the
+            # corrected start is accepted and a stop meanwhile is a 409-201.
+            seg.stopped_at = seg.started_at
+            return seg
         call.segments.append(seg)
         # Snapshot for transcription first: a media binding may replay audio from before the
         # start (Kinesis FRAGMENT_NUMBER), and that audio belongs to this segment.

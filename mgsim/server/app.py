@@ -3,12 +3,15 @@
 Every vendor request passes the same steps, in the order a real API gateway applies them::
 
     credentials (401/403) → body size (413) → spike arrest, quota (429) → injected faults
-    (fault rules, else the simulator's Faults: latency, an error, a timeout) → JSON (400-01)
+    (fault rules, else the simulator's Faults: latency, an error, a timeout) → content type
+    (415-01) → JSON (400-01)
     → contract schema (400-201) → rules (400-201/202) → call state (400-203,
     409-201/202/203) → 200
 
 Every answer other than a success uses the vendor envelope with a fresh ``requestId``; an
-unexpected exception becomes ``500-201`` in the envelope, never a bare 500.
+unexpected exception becomes ``500-201`` (start/stop) or ``500-01`` in the envelope, never
+a bare 500. A body must be JSON (415-01 for another declared ``Content-Type``) and Unicode
+text (:mod:`mgsim.server.jsonbody`).
 
 A request under a timeout fault is held until its client disconnects or
 ``SimulatorConfig.hang_cap_s`` passes (then 504-01). The in-process transport of
@@ -21,11 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
 import random
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -43,7 +44,7 @@ from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.contract import ContractViolation, Problem, spec_text, validate
 from mgsim.gateway import ROLES, Gateway, StartParams
 from mgsim.gateway.calls import DEFAULT_KEEP_AUDIO_OF
-from mgsim.server import injection
+from mgsim.server import injection, jsonbody
 from mgsim.server.config import SimulatorConfig
 from mgsim.server.faults import (
     FaultDecision,
@@ -57,6 +58,7 @@ from mgsim.server.injection import (
     sim_faults_delete,
     sim_faults_list,
 )
+from mgsim.server.jsonbody import BodyError, content_type_problem
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
@@ -82,38 +84,6 @@ class JSONResponse(StarletteJSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-_LONG_DIGITS = re.compile(rb"\d{19}")
-
-
-def _loads(raw: bytes) -> Any:
-    """A request body parsed by orjson; what orjson refuses is read by the standard library
-    as before (a UTF-8 byte-order mark, UTF-16/32, lone surrogates), except numbers JSON
-    does not have: ``NaN``, ``Infinity`` and numbers too large for a double are refused
-    with 400-01, as orjson refuses them, instead of becoming values no field can hold."""
-    # orjson reads integers beyond 64 bits as floats; the standard library keeps them exact,
-    # so that a field's error names the number as sent.
-    if not _LONG_DIGITS.search(raw):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_finite)
-    except RecursionError:
-        raise Problem("400-01", "Request body is not valid JSON: nested too deeply") from None
-
-
-def _not_a_json_number(name: str) -> Any:
-    raise Problem("400-01", f"Request body is not valid JSON: {name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise Problem("400-01", f"Request body is not valid JSON: {text[:24]} is out of range")
-    return value
 
 
 @dataclass
@@ -209,11 +179,14 @@ async def _withhold(state: ServerState, request: Request, decision: FaultDecisio
     )
 
 
-def _parse_json(raw: bytes, schema: str) -> dict[str, Any]:
+def _parse_json(request: Request, raw: bytes, schema: str) -> dict[str, Any]:
+    unsupported = content_type_problem(request.headers.get("content-type"))
+    if unsupported is not None:
+        raise Problem("415-01", unsupported)
     try:
-        body = _loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem("400-01", "Request body is not valid JSON") from None
+        body = jsonbody.loads(raw)
+    except BodyError as exc:
+        raise Problem("400-01", str(exc)) from None
     if not isinstance(body, dict):
         raise Problem("400-01", "Request body must be a JSON object")
     try:
@@ -238,12 +211,14 @@ def _endpoint(
 
     Vendor endpoints (``name`` is what fault rules match) meet injected faults. Injected
     latency is spent before the handler runs, except for ``per_call`` handlers (start/stop),
-    which spend it while holding their call, as a slow gateway would.
+    which spend it while holding their call, as a slow gateway would. An unexpected error
+    is start/stop's own 500-201 there, and the vendor's generic 500-01 everywhere else.
     """
+    internal = "500-201" if per_call else "500-01"
 
     async def process(state: ServerState, request: Request, raw: bytes) -> Response:
         try:
-            body = _parse_json(raw, schema) if schema else None
+            body = _parse_json(request, raw, schema) if schema else None
             return await handler(state, request, body)
         except Problem as problem:
             return _envelope(state, problem)
@@ -295,7 +270,7 @@ def _endpoint(
             return _envelope(state, problem)
         except Exception:
             log.exception("unexpected error handling %s %s", request.method, request.url.path)
-            return _envelope(state, Problem("500-201"))
+            return _envelope(state, Problem(internal))
 
     return endpoint
 
@@ -484,7 +459,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             Problem("405-01", f"Method {request.method} is not allowed on {request.url.path}"),
             headers=dict(exc.headers or {}),
         )
-    return _envelope(state, Problem("404-01", f"No such path: {request.url.path}"))
+    path = request.url.path
+    hint = " (without the trailing slash)" if path.endswith("/") and len(path) > 1 else ""
+    return _envelope(state, Problem("404-01", f"No such path: {path}{hint}"))
 
 
 def create_app(
@@ -571,6 +548,9 @@ def create_app(
         exception_handlers={404: _http_error, 405: _http_error},
         lifespan=media_lifespan,  # SIP/RTP listeners, under a real server only
     )
+    # A path with a trailing slash is not the API's: 404-01 in the envelope, where
+    # Starlette would redirect (307) without checking credentials or saying why.
+    app.router.redirect_slashes = False
     app.state.mgsim = state
     app.state.media = MediaHub(state)
     return app

@@ -12,7 +12,6 @@ time, and a wrong or missing one is answered 401 without saying which.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mgsim.errors import ConfigError
+from mgsim.server.jsonbody import BodyError, loads
 from mgsim.server.webhooks import DEFAULT_SECRET_HEADER
 
 __all__ = ["create_receiver_app"]
@@ -40,9 +40,9 @@ def create_receiver_app(
             request.app.state.rejected += 1
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         try:
-            body: Any = json.loads(await request.body())
-        except (ValueError, RecursionError):
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+            body: Any = loads(await request.body())
+        except BodyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         request.app.state.received.append(body)
         return Response(status_code=204)
 
