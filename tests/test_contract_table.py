@@ -404,7 +404,7 @@ ROWS: list[Row] = [
         start(
             "amazonconnect",
             amazonConnectParams={
-                "streamArn": "arn:aws-cn:kinesisvideo:cn-north-1:123456789012:stream/s/1654194145007"
+                "streamArn": "arn:aws-cn:kinesisvideo:cn-north-1:123456789012:stream/s/1654194145"
             },
         ),
         200,

@@ -139,6 +139,8 @@ def _describe(error: Any) -> tuple[str, str]:
         names = ", ".join(extra)
         field = f"{path}.{extra[0]}" if path and extra else (extra[0] if extra else path)
         return field, f"unknown parameter ({names}); check the spelling"
+    if validator in ("oneOf", "anyOf", "not") and "x-mgsim-format" in error.schema:
+        return path, str(error.schema["x-mgsim-format"])
     if validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return path, f"must be one of: {allowed}"

@@ -391,9 +391,8 @@ async def _sim_script(
 
 
 def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
-    """The words a script request names, or 400-201 naming what is wrong."""
-    if ("sample" in body) == ("words" in body):
-        raise Problem("400-201", "body: give either sample or words")
+    """The words a script request names, or 400-201 naming what is wrong. (The schema has
+    made sure it names either a sample, perhaps with ``untilMs``, or words.)"""
     if "sample" in body:
         from mgsim.sim.call import samples_dir  # the simulation package: only when asked
 
@@ -403,8 +402,6 @@ def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
             raise Problem("400-201", f"sample: no sample call named {name!r}")
         until = body.get("untilMs", math.inf)
         return [w for w in script if w.end_ms <= until], f"sample:{name}"
-    if "untilMs" in body:
-        raise Problem("400-201", "untilMs: applies to sample only")
     words = []
     for i, w in enumerate(body["words"]):
         if w["endMs"] < w["startMs"]:
@@ -464,6 +461,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _envelope(state, Problem("404-01", f"No such path: {path}{hint}"))
 
 
+def _one_path(path: str, **by_method: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route for a path whose methods have different handlers, so that a 405 there
+    names every method the path has in its ``Allow`` header (one route per method would
+    name only the first route's)."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
 def create_app(
     config: SimulatorConfig | None = None,
     *,
@@ -516,23 +525,21 @@ def create_app(
             _endpoint(_sim_open, schema="SimCallRequest", vendor=False),
             methods=["POST"],
         ),
-        Route("/_sim/v1/calls/{guid}", _endpoint(_sim_get, vendor=False), methods=["GET"]),
+        _one_path(
+            "/_sim/v1/calls/{guid}",
+            GET=_endpoint(_sim_get, vendor=False),
+            DELETE=_endpoint(_sim_delete, vendor=False),
+        ),
         Route(
             "/_sim/v1/calls/{guid}/script",
             _endpoint(_sim_script, schema="SimScriptRequest", vendor=False),
             methods=["PUT"],
         ),
-        Route("/_sim/v1/calls/{guid}", _endpoint(_sim_delete, vendor=False), methods=["DELETE"]),
-        Route("/_sim/v1/faults", _endpoint(sim_faults_list, vendor=False), methods=["GET"]),
-        Route(
+        _one_path(
             "/_sim/v1/faults",
-            _endpoint(sim_faults_add, schema="FaultRuleRequest", vendor=False),
-            methods=["POST"],
-        ),
-        Route(
-            "/_sim/v1/faults",
-            _endpoint(sim_faults_clear, vendor=False),
-            methods=["DELETE"],
+            GET=_endpoint(sim_faults_list, vendor=False),
+            POST=_endpoint(sim_faults_add, schema="FaultRuleRequest", vendor=False),
+            DELETE=_endpoint(sim_faults_clear, vendor=False),
         ),
         Route(
             "/_sim/v1/faults/{ruleId}",
