@@ -106,6 +106,28 @@ def test_sidecar_matches_schema_and_keeps_extra_meta() -> None:
         (lambda d: d["words"][0].pop("text"), "'text' is a required property"),
         (lambda d: d["sensitive"][0].update(word_indexes=[99]), "past the last word"),
         (lambda d: d["segments"][0].update(kind="music"), "'music' is not one of"),
+        # Hand edits: a word with spaces would skip redaction; spans must not overlap and
+        # must be runs of words, or a leak report counts words twice or nonsense.
+        (
+            lambda d: d["words"][3].update(text="4111 1111"),
+            "words/3/text: '4111 1111' is not one word",
+        ),
+        (
+            lambda d: d["sensitive"].append({**d["sensitive"][0], "word_indexes": [4]}),
+            "sensitive span 1 ('cvv') overlaps sensitive span 0: both hold word 4 ('two')",
+        ),
+        (
+            lambda d: d["sensitive"][0].update(word_indexes=[1, 4]),
+            "word_indexes [1, 4] are not consecutive and ascending",
+        ),
+        (
+            lambda d: d["sensitive"][0].update(word_indexes=[4, 3]),
+            "not consecutive and ascending",
+        ),
+        (
+            lambda d: d["sensitive"][0].update(word_indexes=[4, 5]),
+            "word 5 ('thanks') is the agent's",
+        ),
     ],
 )
 def test_invalid_sidecars_are_rejected(tmp_path: Path, change: object, fragment: str) -> None:
@@ -116,6 +138,44 @@ def test_invalid_sidecars_are_rejected(tmp_path: Path, change: object, fragment:
     with pytest.raises(ConfigError, match=r"c\.json") as info:
         Call.load(sidecar_path)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b'{"call_id": "c1", ', "not valid JSON: Expecting property name"),
+        (b"[1, 2]", "a sidecar is a JSON object, not list"),
+        ("{\"call_id\": \"é\"}".encode("latin-1"), "not UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_corrupt_sidecars_are_clear_errors(tmp_path: Path, content: bytes, fragment: str) -> None:
+    _, sidecar_path = make_call().save(tmp_path / "c.wav")
+    sidecar_path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"c\.json: ") as info:
+        Call.load(sidecar_path)
+    assert fragment in str(info.value)
+
+
+def test_a_sidecar_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    call = make_call()
+    _, sidecar_path = call.save(tmp_path / "c.wav")
+    sidecar_path.write_bytes(b"\xef\xbb\xbf" + sidecar_path.read_bytes())
+    assert_same(Call.load(sidecar_path), call)
+
+
+@pytest.mark.parametrize("garbage", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk", b"\x00" * 4096])
+def test_garbage_audio_is_a_clear_error(tmp_path: Path, garbage: bytes) -> None:
+    audio_path, _ = make_call().save(tmp_path / "c.wav")
+    audio_path.write_bytes(garbage)
+    with pytest.raises(ConfigError, match=r"c\.wav: not a readable WAV or FLAC file"):
+        Call.load(audio_path)
+
+
+def test_a_path_with_a_space_loads(tmp_path: Path) -> None:
+    call = make_call()
+    audio_path, _ = call.save(tmp_path / "my calls" / "card payment.wav")
+    assert_same(Call.load(audio_path), call)
 
 
 def test_load_problems(tmp_path: Path) -> None:

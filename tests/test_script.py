@@ -139,6 +139,43 @@ def test_load_script_uses_the_file_stem(tmp_path: Path) -> None:
     assert (script.call_id, script.source) == ("my_call", "my_call.txt")
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "bom.txt"
+    path.write_text("# title: With a BOM\nagent: hi", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert load_script(path).title == "With a BOM"
+    assert parse_script("\ufeffagent: hi").turns[0].text == "hi"
+
+
+def test_accents_in_either_form_are_letters() -> None:
+    composed, decomposed = parse_script("agent: café"), parse_script("agent: cafe\u0301")
+    assert composed.turns[0].tokens == decomposed.turns[0].tokens
+
+
+def test_a_file_name_that_is_no_call_id_is_named_as_the_cause(tmp_path: Path) -> None:
+    path = tmp_path / "my call.txt"
+    path.write_text("agent: hi", encoding="utf-8")
+    with pytest.raises(ScriptError, match=r"the file name gives the call id 'my call'.*rename"):
+        load_script(path)
+    path.write_text("# call_id: my_call\nagent: hi", encoding="utf-8")
+    assert load_script(path).call_id == "my_call"
+
+
+def test_files_that_are_not_scripts_are_clear_errors(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("agent: café".encode("latin-1"))
+    with pytest.raises(ScriptError, match="latin1.txt: not UTF-8 text"):
+        load_script(latin1)
+    with pytest.raises(ScriptError, match="cannot read the script"):
+        load_script(tmp_path / "missing.txt")
+    huge = tmp_path / "huge.txt"
+    huge.write_text("agent: hi\n" * 30_000, encoding="utf-8")
+    with pytest.raises(ScriptError, match="over the limit"):
+        load_script(huge)
+    with pytest.raises(ScriptError, match="over the limit of 64000"):
+        parse_script("agent: " + "hi " * 30_000)
+
+
 BAD = [
     ("bob: hi", 1, "unknown speaker 'bob'"),
     ("agent hello", 1, "expected 'customer: ...'"),
@@ -176,6 +213,20 @@ BAD = [
     ("# title:\nagent: hi", 1, "title is empty"),
     ("", None, "no turns"),
     ("[silence 2s]\n[hold 2s]", None, "no turns"),
+    # Spoken as something else: an emoji by its name, other scripts by an English voice.
+    ("agent: I am 😀 happy", 1, "(grinning face) is neither a letter nor punctuation"),
+    ("agent: hello😀", 1, "grinning face"),
+    ("agent: hi\ncustomer: 坂本 here", 2, "'坂' is not a Latin letter"),
+    ("agent: Привет", 1, "not a Latin letter"),
+    ("agent: one + one", 1, "(plus sign)"),
+    # Numerals of every kind are numbers to spell out.
+    ("agent: step ①", 1, "spell numbers out as words: '①'"),
+    ("agent: x² please", 1, "spell numbers out as words: 'x²'"),
+    ("agent: code ４２", 1, "spell numbers out"),
+    ("agent: code ٣", 1, "spell numbers out"),
+    ("[silence ２s]", 1, "bad duration"),
+    ("agent: hi\n" * 401, 401, "more than 400 turns"),
+    ("agent: hi\n" + "[hold 300s]\n" * 13, 14, "more than 60 minutes of hold"),
 ]
 
 

@@ -48,6 +48,8 @@ _AUDIO_SUFFIXES = (".wav", ".flac")
 _TIME = {"type": "number", "minimum": 0}
 _SPEAKER = {"enum": ["customer", "agent"]}
 _TEXT = {"type": "string", "minLength": 1}
+# One word, as the transcription engine and redaction take them: no whitespace anywhere.
+_WORD = {**_TEXT, "not": {"pattern": "\\s"}}
 
 
 def _record(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -84,7 +86,7 @@ SIDECAR_SCHEMA: dict[str, Any] = {
                     {
                         "speaker": _SPEAKER,
                         "voice": _TEXT,
-                        "text": _TEXT,
+                        "text": _WORD,
                         "start_ms": _TIME,
                         "end_ms": _TIME,
                     }
@@ -229,15 +231,19 @@ class Call:
         try:
             jsonschema.validate(sidecar, SIDECAR_SCHEMA)
         except jsonschema.ValidationError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path)
+            if exc.validator == "not" and where.endswith("text"):
+                raise ConfigError(
+                    f"invalid sidecar: {where}: {exc.instance!r} is not one word; give each "
+                    "word its own entry (redaction reads word by word)"
+                ) from exc
             raise ConfigError(f"invalid sidecar: {exc.message}") from exc
         words = tuple(Word(**w) for w in sidecar["words"])
         spans = tuple(
             SensitiveSpan(**{**s, "word_indexes": tuple(s["word_indexes"])})
             for s in sidecar["sensitive"]
         )
-        for span in spans:
-            if max(span.word_indexes) >= len(words):
-                raise ConfigError(f"sensitive span {span.label!r} points past the last word")
+        _check_spans(spans, words)
         segments = tuple(Segment(**s) for s in sidecar["segments"])
         meta = {k: v for k, v in sidecar.items() if k not in _STRUCTURAL}
         return cls(sidecar["call_id"], audio, words, spans, segments, meta)
@@ -248,8 +254,14 @@ class Call:
     def load(cls, path: str | Path) -> Call:
         """Load a call from its audio file or its sidecar (the other is found beside it)."""
         audio_path, sidecar_path = _paths(Path(path), must_exist=True)
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        data, rate = sf.read(str(audio_path), dtype="int16", always_2d=True)
+        sidecar = _read_sidecar(sidecar_path)
+        try:
+            data, rate = sf.read(str(audio_path), dtype="int16", always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            raise ConfigError(
+                f"{audio_path}: not a readable WAV or FLAC file ({exc}); a call's audio is "
+                f"stereo {SAMPLE_RATE} Hz 16-bit PCM"
+            ) from None
         if rate != SAMPLE_RATE:
             raise ConfigError(f"{audio_path}: {rate} Hz, calls must be {SAMPLE_RATE} Hz")
         channels = sidecar.get("channels", {"customer": 0, "agent": 1})
@@ -408,6 +420,33 @@ class Call:
         return Call(self.call_id, audio, words, spans, segments, meta)
 
 
+def _check_spans(spans: Sequence[SensitiveSpan], words: Sequence[Word]) -> None:
+    """ConfigError unless every span is a run of consecutive words of its speaker, and no
+    word is in two spans: a leak report counts each sensitive word once, span by span."""
+    owner: dict[int, int] = {}
+    for n, span in enumerate(spans):
+        name = f"sensitive span {n} ({span.label!r})"
+        indexes = span.word_indexes
+        if max(indexes) >= len(words):
+            raise ConfigError(f"{name} points past the last word")
+        if list(indexes) != list(range(indexes[0], indexes[0] + len(indexes))):
+            raise ConfigError(
+                f"{name}: word_indexes {list(indexes)} are not consecutive and ascending"
+            )
+        for i in indexes:
+            if i in owner:
+                raise ConfigError(
+                    f"{name} overlaps sensitive span {owner[i]}: both hold word {i} "
+                    f"({words[i].text!r})"
+                )
+            owner[i] = n
+            if words[i].speaker != span.speaker:
+                raise ConfigError(
+                    f"{name} is the {span.speaker}'s, but word {i} ({words[i].text!r}) is "
+                    f"the {words[i].speaker}'s"
+                )
+
+
 def dumps_sidecar(sidecar: dict[str, Any]) -> str:
     """Serialise a sidecar with one list item per line, so diffs stay readable."""
     lines = []
@@ -419,6 +458,24 @@ def dumps_sidecar(sidecar: dict[str, Any]) -> str:
             text = json.dumps(value, ensure_ascii=False)
         lines.append(f"  {json.dumps(key)}: {text}")
     return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """The parsed sidecar at ``path`` (UTF-8, a byte-order mark allowed), or ConfigError
+    naming the file and what is wrong with it."""
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a sidecar is a JSON object, not {type(data).__name__}")
+    return data
 
 
 def _paths(path: Path, *, must_exist: bool) -> tuple[Path, Path]:

@@ -32,8 +32,16 @@ Lines
         ``seed`` (default: derived from the call id). Every other ``#`` line is a comment.
 
 Durations are ``4s``, ``1.5s`` or ``800ms``. Numbers in speech are spelled out (``four one
-one one``), so the words of the sidecar are exactly what is said. ``{label: words}`` marks a
-sensitive span; labels are those of :data:`LABELS`.
+one one``; digits of any script, circled numerals and superscripts alike are refused), so the
+words of the sidecar are exactly what is said. Words are Latin-script letters with
+punctuation around them: the voices speak English, and would read an emoji or CJK text as
+something else (an emoji's name). ``{label: words}`` marks a sensitive span; labels are
+those of :data:`LABELS`.
+
+A script is UTF-8 (a byte-order mark is allowed) and at most :data:`MAX_SCRIPT_CHARS`
+characters, :data:`MAX_TURNS` turns and :data:`MAX_DIRECTIVES_MS` of holds, silences and
+ringback: synthesis takes about a tenth of a second and 0.6 MB per turn, so a script past
+these bounds would run for minutes and take gigabytes.
 
 Anything else raises :class:`ScriptError` naming the line.
 
@@ -45,7 +53,9 @@ Anything else raises :class:`ScriptError` naming the line.
 from __future__ import annotations
 
 import re
+import unicodedata
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,6 +65,9 @@ from mgsim.errors import ConfigError
 __all__ = [
     "AGENT_VOICES",
     "LABELS",
+    "MAX_DIRECTIVES_MS",
+    "MAX_SCRIPT_CHARS",
+    "MAX_TURNS",
     "Event",
     "Hold",
     "Script",
@@ -74,6 +87,13 @@ LABELS = ("card_number", "expiry", "cvv", "ssn", "phone")
 AGENT_VOICES = ("agent", "agent2")
 """Voices that can speak for the agent; ``[transfer agent2]`` switches between them."""
 
+MAX_SCRIPT_CHARS = 64_000
+"""Longest script text (about 60 times the sample calls' scripts)."""
+MAX_TURNS = 400
+"""Most turns (IVR prompts included) in one script: a call of about half an hour."""
+MAX_DIRECTIVES_MS = 3_600_000
+"""Most hold, silence and ringback time in one script (an hour)."""
+
 Speaker = Literal["customer", "agent"]
 Direction = Literal["inbound", "outbound"]
 
@@ -88,11 +108,12 @@ _WORD_RE = re.compile(
     rf"^(?P<before>\W*)(?P<word>{_LETTER}(?:(?:{_LETTER}|['’.\-])*{_LETTER})?)(?P<after>\W*)$"
 )
 _PUNCT_RE = re.compile(r"^[^\w\s]+$")
-_HEADER_RE = re.compile(r"^#\s*(?P<key>[A-Za-z_]+)\s*:\s*(?P<value>.*?)\s*$")
-_TURN_RE = re.compile(r"^(?P<who>[A-Za-z_][A-Za-z0-9_]*)\s*:(?P<text>.*)$")
-_DIRECTIVE_RE = re.compile(r"^\[(?P<body>[^\[\]]*)\](?P<rest>.*)$")
-_DURATION_RE = re.compile(r"^(?P<num>\d+(?:\.\d+)?)(?P<unit>ms|s)$")
-_CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Every form below is used with fullmatch: `$` would also accept a trailing newline.
+_HEADER_RE = re.compile(r"#\s*(?P<key>[A-Za-z_]+)\s*:\s*(?P<value>.*?)\s*")
+_TURN_RE = re.compile(r"(?P<who>[A-Za-z_][A-Za-z0-9_]*)\s*:(?P<text>.*)")
+_DIRECTIVE_RE = re.compile(r"\[(?P<body>[^\[\]]*)\](?P<rest>.*)")
+_DURATION_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s)")
+_CALL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ScriptError(ConfigError):
@@ -198,9 +219,25 @@ class Script:
 
 
 def load_script(path: str | Path) -> Script:
-    """Read and parse a script file; the call id defaults to the file's stem."""
+    """Read and parse a script file; the call id defaults to the file's stem.
+
+    The file is UTF-8, with or without a byte-order mark; one that is not, or is larger
+    than the limit, raises :class:`ScriptError` before anything is parsed.
+    """
     p = Path(path)
-    return parse_script(p.read_text(encoding="utf-8"), call_id=p.stem, source=p.name)
+    try:
+        size = p.stat().st_size
+        if size > 4 * MAX_SCRIPT_CHARS:  # a UTF-8 character is at most 4 bytes
+            raise ScriptError(
+                f"{size} bytes is over the limit of {MAX_SCRIPT_CHARS} characters",
+                source=p.name,
+            )
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScriptError(f"not UTF-8 text (byte {exc.start})", source=p.name) from None
+    except OSError as exc:
+        raise ScriptError(f"cannot read the script: {exc.strerror}", source=str(p)) from None
+    return parse_script(text, call_id=p.stem, source=p.name)
 
 
 def parse_script(text: str, *, call_id: str = "call", source: str = "<script>") -> Script:
@@ -221,14 +258,20 @@ class _Parser:
         return ScriptError(message, line=line, source=self.source)
 
     def parse(self, text: str, default_call_id: str) -> Script:
+        if len(text) > MAX_SCRIPT_CHARS:
+            raise self.error(f"{len(text)} characters is over the limit of {MAX_SCRIPT_CHARS}")
+        # A byte-order mark is no part of the first line; composed forms (é as one
+        # character, not e and a combining accent) make a word's letters letters.
+        text = unicodedata.normalize("NFC", text.removeprefix("\ufeff"))
         headers: dict[str, tuple[str, int]] = {}
         events: list[Event] = []
+        turns, directive_ms = 0, 0
         for lineno, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
             if not line:
                 continue
             if line.startswith("#"):
-                m = _HEADER_RE.match(line)
+                m = _HEADER_RE.fullmatch(line)
                 if m and not events:
                     key = m["key"]
                     if key not in _HEADER_KEYS:
@@ -238,7 +281,20 @@ class _Parser:
                         raise self.error(f"header {key!r} given twice", lineno)
                     headers[key] = (m["value"], lineno)
                 continue
-            events.append(self.event(line, lineno))
+            event = self.event(line, lineno)
+            events.append(event)
+            if isinstance(event, Turn):
+                turns += 1
+                if turns > MAX_TURNS:
+                    raise self.error(f"more than {MAX_TURNS} turns in one script", lineno)
+            else:
+                directive_ms += event.duration_ms
+                if directive_ms > MAX_DIRECTIVES_MS:
+                    raise self.error(
+                        f"more than {MAX_DIRECTIVES_MS // 60_000} minutes of hold, silence "
+                        "and ringback in one script",
+                        lineno,
+                    )
         if not any(isinstance(e, Turn) for e in events):
             raise self.error("the script has no turns (need 'customer:', 'agent:' or '[ivr]')")
         return self.script(headers, tuple(events), default_call_id)
@@ -247,7 +303,12 @@ class _Parser:
         self, headers: dict[str, tuple[str, int]], events: tuple[Event, ...], default_id: str
     ) -> Script:
         call_id, line = headers.get("call_id", (default_id, None))
-        if not _CALL_ID_RE.match(call_id):
+        if not _CALL_ID_RE.fullmatch(call_id):
+            if "call_id" not in headers and self.source != "<script>":
+                raise self.error(
+                    f"the file name gives the call id {call_id!r}, which must be letters, "
+                    "digits, '_', '.', '-': rename the file or set '# call_id: ...'"
+                )
             raise self.error(f"call_id {call_id!r} must be letters, digits, '_', '.', '-'", line)
         title, line = headers.get("title", (call_id, None))
         if not title:
@@ -274,11 +335,11 @@ class _Parser:
 
     def event(self, line: str, lineno: int) -> Event:
         if line.startswith("["):
-            m = _DIRECTIVE_RE.match(line)
+            m = _DIRECTIVE_RE.fullmatch(line)
             if not m:
                 raise self.error(f"unterminated or malformed directive {line!r}", lineno)
             return self.directive(m["body"].split(), m["rest"].strip(), lineno)
-        m = _TURN_RE.match(line)
+        m = _TURN_RE.fullmatch(line)
         if not m:
             raise self.error(
                 "expected 'customer: ...', 'agent: ...', '[directive]' or '# comment'", lineno
@@ -328,7 +389,7 @@ class _Parser:
         raise self.error(f"unknown directive [{name}] (ivr, hold, silence, transfer)", lineno)
 
     def duration(self, text: str, lineno: int) -> int:
-        m = _DURATION_RE.match(text)
+        m = _DURATION_RE.fullmatch(text)
         if not m:
             raise self.error(f"bad duration {text!r} (write 4s, 1.5s or 800ms)", lineno)
         ms = round(float(m["num"]) * (1 if m["unit"] == "ms" else 1000))
@@ -384,7 +445,7 @@ class _Parser:
     def plain(self, text: str, tokens: list[Token], lineno: int, label: str | None = None) -> None:
         first_in_span = len(tokens)
         for piece in text.split():
-            if _PUNCT_RE.match(piece):
+            if _PUNCT_RE.fullmatch(piece) and _is_punctuation(piece):
                 # Punctuation standing alone (or right after a closing brace) belongs to the
                 # word before it, except at the start of a span, where it opens the next word.
                 if tokens and (label is None or len(tokens) > first_in_span):
@@ -393,10 +454,39 @@ class _Parser:
                 else:
                     self.pending += piece
                 continue
-            m = _WORD_RE.match(piece)
+            _check_speakable(piece, lambda message: self.error(message, lineno))
+            m = _WORD_RE.fullmatch(piece)
             if not m:
-                if any(c.isdigit() for c in piece):
-                    raise self.error(f"spell numbers out as words: {piece!r}", lineno)
                 raise self.error(f"cannot read {piece!r} as a word", lineno)
             tokens.append(Token(m["word"], self.pending + m["before"], m["after"], label))
             self.pending = ""
+
+
+def _is_punctuation(text: str) -> bool:
+    """Only punctuation (Unicode category P): symbols and emoji are not, they are spoken."""
+    return all(unicodedata.category(c).startswith("P") for c in text)
+
+
+def _check_speakable(piece: str, error: Callable[[str], ScriptError]) -> None:
+    """ScriptError unless ``piece`` is Latin letters and punctuation the voices read as such.
+
+    Numbers of any kind must be spelled out (``isnumeric`` covers every script's digits,
+    circled numerals and superscripts alike); letters must be Latin (the voices speak
+    English, and read other scripts as something else); symbols and emoji are spoken by
+    their names, so they are refused.
+    """
+    if any(c.isnumeric() for c in piece):
+        raise error(f"spell numbers out as words: {piece!r}")
+    for c in piece:
+        category = unicodedata.category(c)
+        if category.startswith("L") and not unicodedata.name(c, "").startswith("LATIN "):
+            raise error(
+                f"{piece!r}: {c!r} is not a Latin letter; the voices speak English, so write "
+                "the words in Latin letters"
+            )
+        if not (category.startswith(("L", "P")) or category == "Mn"):
+            name = unicodedata.name(c, f"U+{ord(c):04X}").lower()
+            raise error(
+                f"{piece!r}: {c!r} ({name}) is neither a letter nor punctuation, and would be "
+                "spoken as its name"
+            )
