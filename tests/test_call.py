@@ -145,7 +145,7 @@ def test_invalid_sidecars_are_rejected(tmp_path: Path, change: object, fragment:
     [
         (b'{"call_id": "c1", ', "not valid JSON: Expecting property name"),
         (b"[1, 2]", "a sidecar is a JSON object, not list"),
-        ("{\"call_id\": \"é\"}".encode("latin-1"), "not UTF-8 text"),
+        ('{"call_id": "é"}'.encode("latin-1"), "not UTF-8 text"),
         (b"[" * 100_000, "nested too deeply"),
     ],
 )

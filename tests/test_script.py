@@ -164,7 +164,7 @@ def test_a_file_name_that_is_no_call_id_is_named_as_the_cause(tmp_path: Path) ->
 def test_files_that_are_not_scripts_are_clear_errors(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("agent: café".encode("latin-1"))
-    with pytest.raises(ScriptError, match="latin1.txt: not UTF-8 text"):
+    with pytest.raises(ScriptError, match=r"latin1\.txt: not UTF-8 text"):
         load_script(latin1)
     with pytest.raises(ScriptError, match="cannot read the script"):
         load_script(tmp_path / "missing.txt")
