@@ -316,3 +316,11 @@ def test_punch_holes_share(hole: float, every: float, kept_share: float) -> None
 
 def test_doctests() -> None:
     assert doctest.testmod(engine_module).failed == 0
+
+
+@pytest.mark.parametrize("text", ["my card is 4111 1111 1111 1111", "4111\t1111", "", "one\n"])
+def test_a_word_that_is_not_one_word_is_refused(text: str) -> None:
+    # Redaction reads word by word, so a card number inside one "word" would pass it.
+    words = [Word("customer", "hello", 0, 300), Word("customer", text, 400, 900)]
+    with pytest.raises(ConfigError, match=r"word 1 \(.*\) is not one word"):
+        ScriptEngine(words)

@@ -92,6 +92,21 @@ def test_missing_binary_is_a_clear_error() -> None:
         synthesize(parse_script("agent: hi"), binary="no-such-espeak-binary")
 
 
+def test_an_espeak_run_over_its_time_limit_is_a_synth_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in that answers --version and then hangs, as a wedged espeak-ng would.
+    fake = tmp_path / "espeak-hangs"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "eSpeak NG text-to-speech: 1.51"; '
+        "exit 0; fi\nexec sleep 30\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(synth, "ESPEAK_TIMEOUT_S", 0.5)
+    with pytest.raises(SynthError, match=r"did not finish 'hi' within 0\.5 s; it was stopped"):
+        synthesize(parse_script("agent: hi"), binary=str(fake))
+
+
 @pytest.fixture(scope="module")
 def tiny() -> Call:
     if ESPEAK is None:

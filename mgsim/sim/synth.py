@@ -33,6 +33,7 @@ from mgsim.sim.call import Call, Segment, SensitiveSpan, Word
 from mgsim.sim.script import Hold, Script, Silence, Token, Transfer, Turn, load_script
 
 __all__ = [
+    "ESPEAK_TIMEOUT_S",
     "VOICES",
     "SynthError",
     "Voice",
@@ -45,6 +46,9 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 ESPEAK = "espeak-ng"
+ESPEAK_TIMEOUT_S = 60.0
+"""Longest one espeak-ng run may take (a turn takes well under a second); past it, the run
+is stopped and synthesis fails with :class:`SynthError`."""
 _MS = SAMPLE_RATE // 1000  # samples per millisecond
 _FRAME = 5 * _MS  # energy frames of 5 ms
 _TRIM_DBFS = -45.0  # a word starts/ends where its 5 ms energy crosses this (noise is -60)
@@ -88,7 +92,16 @@ def espeak_version(binary: str = ESPEAK) -> str | None:
     path = shutil.which(binary)
     if path is None:
         return None
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=ESPEAK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SynthError(f"{binary} --version did not answer within {exc.timeout:g} s") from None
     for word in out.stdout.replace(":", " ").split():
         if word[:1].isdigit():
             return word
@@ -275,7 +288,13 @@ def _run_espeak(
     cmd += ["-g", str(word_gap), "--stdout", *(["-m"] if ssml else [])]
     try:
         # Text goes on stdin so a word starting with '-' is never read as an option.
-        out = subprocess.run(cmd, input=text.encode(), capture_output=True, check=True, timeout=60)
+        out = subprocess.run(
+            cmd, input=text.encode(), capture_output=True, check=True, timeout=ESPEAK_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SynthError(
+            f"{binary} did not finish {text[:60]!r} within {exc.timeout:g} s; it was stopped"
+        ) from None
     except FileNotFoundError as exc:
         raise SynthError(f"{binary} is not installed (apt-get install espeak-ng)") from exc
     except subprocess.CalledProcessError as exc:

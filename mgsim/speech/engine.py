@@ -189,6 +189,12 @@ class ScriptEngine:
         self.pause_ms = float(pause_ms)
         self.max_utterance_ms = float(max_utterance_ms)
         script = list(words)
+        for i, word in enumerate(script):
+            # Redaction reads word by word: "4111 1111 1111 1111" as one word would pass it.
+            if not word.text or any(c.isspace() for c in word.text):
+                raise ConfigError(
+                    f"word {i} ({word.text!r}) is not one word; give each word its own entry"
+                )
         order = sorted(range(len(script)), key=lambda i: (script[i].start_ms, i))
         self._by_role: dict[str, _RoleScript] = {}
         for role in ROLES:
