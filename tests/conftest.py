@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,3 +129,12 @@ def needs_program(program: str, package: str) -> pytest.MarkDecorator:
         shutil.which(program) is None,
         reason=f"{program} is not installed (apt-get install {package})",
     )
+
+
+def vendor_openapi() -> Path:
+    """Where the vendor's OpenAPI file is: ``shared/`` beside the clone, as CI lays it out
+    (``$MGSIM_SHARED_DIR`` overrides). It carries no licence, so no copy is committed; the
+    tests that need it skip, naming this path, when it is absent."""
+    shared = os.environ.get("MGSIM_SHARED_DIR")
+    root = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
+    return root / "reference" / "mg-autotranscribe.vendor.openapi.yaml"

@@ -7,8 +7,11 @@ import re
 from typing import Any
 
 import pytest
+import yaml
+from conftest import vendor_openapi
 
 from mgsim.contract import CODES, ContractViolation, load_spec, validate
+from mgsim.contract._spec import ecma_pattern
 from mgsim.contract.models import (
     AmazonConnectParams,
     AutotranscribeParams,
@@ -92,10 +95,14 @@ def test_every_documented_code_is_in_the_table_and_back() -> None:
         "409-201",
         "409-202",
         "409-203",
+        "405-01",
         "413-01",
+        "415-01",
         "429-01",
+        "500-01",
         "500-201",
         "503-01",
+        "504-01",
     } <= documented
     for code, entry in CODES.items():
         assert code.startswith(str(entry.status))
@@ -158,3 +165,65 @@ def test_streaming_result_parses_the_vendor_example() -> None:
     assert (
         result.customer.summary.audio_duration_ms * 16 == result.customer.summary.total_audio_bytes
     )
+
+
+# The vendor's file: its three operations, their operationIds and default error code.
+VENDOR_OPERATIONS = {
+    ("post", "/mg-autotranscribe/v1/start-streaming"): "startStreaming",
+    ("post", "/mg-autotranscribe/v1/stop-streaming"): "stopStreaming",
+    ("get", "/mg-autotranscribe/v1/twilio-media-stream-url"): "getTwilioMediaStreams",
+}
+
+
+def test_the_vendors_operations_keep_their_operation_ids() -> None:
+    paths = load_spec()["paths"]
+    for (method, path), operation_id in VENDOR_OPERATIONS.items():
+        assert paths[path][method]["operationId"] == operation_id
+    vendor_file = vendor_openapi()
+    if vendor_file.exists():
+        spec = yaml.safe_load(vendor_file.read_text(encoding="utf-8"))
+        found = {
+            (m, p): op["operationId"] for p, item in spec["paths"].items() for m, op in item.items()
+        }
+        assert found == VENDOR_OPERATIONS
+
+
+def test_the_default_error_is_the_vendors_500_01() -> None:
+    spec = load_spec()
+    default = spec["components"]["responses"]["DefaultError"]["description"]
+    assert "500-01" in default and "500-201" in default
+    for item in spec["paths"].values():
+        for method, op in item.items():
+            if method != "parameters":
+                assert op["responses"]["default"] == {"$ref": "#/components/responses/DefaultError"}
+
+
+def test_every_operation_with_a_body_lists_415() -> None:
+    for item in load_spec()["paths"].values():
+        for method, op in item.items():
+            if method != "parameters" and "requestBody" in op:
+                assert "415" in op["responses"], (method, op["operationId"])
+
+
+def test_the_deviations_table_gives_a_reason_for_each_row() -> None:
+    description = load_spec()["info"]["description"]
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|(.*)\|$", description, flags=re.MULTILINE)
+    assert len(rows) >= 10
+    for name, rest in rows:
+        cells = [c.strip() for c in rest.split(" | ")]
+        assert len(cells) == 3 and all(cells), name  # the vendor's file, mgsim, why
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "matches"),
+    [
+        ("^[0-9]{1,64}$", "12", True),
+        ("^[0-9]{1,64}$", "12\n", False),
+        ("^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", "en-US\n", False),
+        ("^wss?://", "ws://x\n", True),
+        (r"^a\$$", "a$", True),
+        ("^[$]+$", "$$", True),
+    ],
+)
+def test_patterns_are_read_as_ecma_262_reads_them(pattern: str, value: str, matches: bool) -> None:
+    assert bool(re.search(ecma_pattern(pattern), value)) is matches

@@ -29,20 +29,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, vendor_openapi
 
 from mgsim.contract import SPEC_PATH, load_spec
 
 pytestmark = [pytest.mark.socket, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
-VENDOR_NAME = "reference/mg-autotranscribe.vendor.openapi.yaml"
-
-
-def vendor_file() -> Path:
-    shared = os.environ.get("MGSIM_SHARED_DIR")
-    return (Path(shared) if shared else REPO.parent / "shared") / VENDOR_NAME
-
 
 # A schema-violating body can also be too large: 413 rejects it as surely as 400 does.
 # Schemathesis' own list of rejecting statuses, plus 413 and 415.
@@ -259,7 +250,7 @@ def test_schemathesis_against_the_projects_contract(server: str, tmp_path: Path)
 
 
 def test_schemathesis_against_the_vendors_file(server: str, tmp_path: Path) -> None:
-    path = vendor_file()
+    path = vendor_openapi()
     if not path.exists():
         pytest.skip(f"the vendor's OpenAPI file is not at {path} (set MGSIM_SHARED_DIR)")
     output, failures = run_schemathesis(path, server, tmp_path, max_examples=100)
