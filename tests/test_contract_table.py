@@ -46,16 +46,15 @@ def start(ns: str = "siprec", /, **changes: Any) -> dict[str, Any]:
     }
     if ns == "amazonconnect":
         body["amazonConnectParams"] = {"streamArn": ARN}
-    for key, value in changes.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    return body
+    return _changed(body, changes)
 
 
 def stop(ns: str = "siprec", /, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"namespace": ns, "guid": GUIDS[ns]}
+    """A valid stop-streaming body for namespace ``ns``, with ``changes`` (None removes)."""
+    return _changed({"namespace": ns, "guid": GUIDS[ns]}, changes)
+
+
+def _changed(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     for key, value in changes.items():
         if value is None:
             body.pop(key, None)
@@ -70,6 +69,12 @@ def at(**params: Any) -> dict[str, Any]:
 
 def kvs(**params: Any) -> dict[str, Any]:
     return {"amazonConnectParams": {"streamArn": ARN, **params}}
+
+
+def from_fragment(after: Any) -> dict[str, Any]:
+    """A start on Amazon Connect reading after fragment ``after``."""
+    selector = kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber=after)
+    return start("amazonconnect", **selector)
 
 
 def word(text: str = "hello", **changes: Any) -> dict[str, Any]:
@@ -374,10 +379,7 @@ ROWS: list[Row] = [
         "start-kvs-fragment",
         "POST",
         START,
-        start(
-            "amazonconnect",
-            **kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber=FRAGMENT),
-        ),
+        from_fragment(FRAGMENT),
         200,
         "1000",
     ),
@@ -733,9 +735,7 @@ ROWS: list[Row] = [
         "kvs-fragment-letters",
         "POST",
         START,
-        start(
-            "amazonconnect", **kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber="12a")
-        ),
+        from_fragment("12a"),
         400,
         "400-201",
     ),
@@ -743,10 +743,7 @@ ROWS: list[Row] = [
         "kvs-fragment-newline",
         "POST",
         START,
-        start(
-            "amazonconnect",
-            **kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber=FRAGMENT + "\n"),
-        ),
+        from_fragment(FRAGMENT + "\n"),
         400,
         "400-201",
     ),
@@ -754,10 +751,7 @@ ROWS: list[Row] = [
         "kvs-fragment-65-digits",
         "POST",
         START,
-        start(
-            "amazonconnect",
-            **kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber="1" * 65),
-        ),
+        from_fragment("1" * 65),
         400,
         "400-201",
     ),
@@ -765,7 +759,7 @@ ROWS: list[Row] = [
         "kvs-fragment-int",
         "POST",
         START,
-        start("amazonconnect", **kvs(startSelectorType="FRAGMENT_NUMBER", afterFragmentNumber=12)),
+        from_fragment(12),
         400,
         "400-201",
     ),
