@@ -227,3 +227,14 @@ def test_the_deviations_table_gives_a_reason_for_each_row() -> None:
 )
 def test_patterns_are_read_as_ecma_262_reads_them(pattern: str, value: str, matches: bool) -> None:
     assert bool(re.search(ecma_pattern(pattern), value)) is matches
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from mgsim.contract import _spec
+    from mgsim.server import jsonbody
+
+    for module in (_spec, jsonbody):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
