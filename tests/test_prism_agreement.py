@@ -1,0 +1,126 @@
+"""An independent validator reads the contract as mgsim does.
+
+Stoplight Prism (a JavaScript OpenAPI mock, with its own JSON Schema validator) serves the
+project's contract; every row of the contract table whose body is a JSON object goes to it.
+Prism refuses exactly the bodies mgsim's own validation of the contract refuses: in
+particular, a pattern's ``$`` ends the value there as here, so a trailing newline passes
+neither. Prism is what ``npm ci --prefix benchmarks`` installs for the benchmarks; without
+it this test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import HEADERS, free_port
+from test_contract_table import CALLS, FAULTS, ROWS, START, STOP, Row
+
+from mgsim.contract import SPEC_PATH, ContractViolation, validate
+
+pytestmark = [pytest.mark.socket, pytest.mark.slow]
+
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_LOCAL_PRISM = _BENCHMARKS / "node_modules" / ".bin" / "prism"
+
+
+def _prism() -> str | None:
+    return str(_LOCAL_PRISM) if _LOCAL_PRISM.exists() else shutil.which("prism")
+
+
+def _schema(row: Row) -> str | None:
+    """The contract's schema for the row's body, or None when the row is not about one."""
+    route = row.path.split("?")[0]
+    if row.method == "POST" and route in (START, STOP, CALLS, FAULTS):
+        return {
+            START: "StartStreamingRequest",
+            STOP: "StopStreamingRequest",
+            CALLS: "SimCallRequest",
+            FAULTS: "FaultRuleRequest",
+        }[route]
+    if row.method == "PUT" and route.startswith(CALLS + "/") and route.endswith("/script"):
+        return "SimScriptRequest"
+    return None
+
+
+def _comparable(row: Row) -> bool:
+    # A JSON object with valid credentials, on a path and method the contract has, that
+    # passes the JSON-text checks before the schema (no lone surrogate) and the body limit.
+    if row.headers or row.setup or not isinstance(row.body, dict) or row.status == 413:
+        return False
+    if _schema(row) is None:
+        return False
+    return row.code != "400-01"
+
+
+COMPARED = [row for row in ROWS if _comparable(row)]
+
+
+def mgsim_refuses(row: Row) -> bool:
+    schema = _schema(row)
+    assert schema is not None
+    try:
+        validate(schema, row.body)
+    except ContractViolation:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def prism() -> Iterator[str]:
+    binary = _prism()
+    if binary is None:
+        pytest.skip("Stoplight Prism is not installed (npm ci --prefix benchmarks)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "mock", str(SPEC_PATH), "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # node children go with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/mg-autotranscribe/v1/twilio-media-stream-url", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "Prism did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_enough_rows_are_compared() -> None:
+    assert len(COMPARED) >= 100
+    # Both verdicts occur, and the trailing-newline rows are among them.
+    assert any(mgsim_refuses(r) for r in COMPARED) and not all(mgsim_refuses(r) for r in COMPARED)
+    assert {"language-trailing-newline", "kvs-fragment-newline", "script-word-with-spaces"} <= {
+        r.id for r in COMPARED
+    }
+
+
+def _prism_refuses(url: str, row: Row) -> tuple[bool, Any]:
+    headers = {**HEADERS, "content-type": "application/json"}
+    content = json.dumps(row.body).encode()  # as the table sends it: escapes stay escapes
+    r = httpx.request(row.method, url + row.path, content=content, headers=headers, timeout=10)
+    assert r.status_code < 500, r.text
+    return r.status_code in (400, 422), r.status_code
+
+
+@pytest.mark.parametrize("row", COMPARED, ids=[row.id for row in COMPARED])
+def test_prism_refuses_what_mgsim_refuses(prism: str, row: Row) -> None:
+    refused, status = _prism_refuses(prism, row)
+    assert refused == mgsim_refuses(row), (row.id, status)
