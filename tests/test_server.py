@@ -411,6 +411,18 @@ def test_unexpected_exception_is_500_201_in_the_envelope(
     assert "boom" not in r.text
 
 
+def test_an_unexpected_exception_elsewhere_is_the_vendors_500_01(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 500-201 is start/stop's own internal error; the vendor's default for the rest is 500-01.
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sim.gateway, "conversation", boom)
+    r = call(sim, "GET", f"/conversation/v1/conversation/messages?externalId={GUIDS['siprec']}")
+    assert r.status_code == 500 and code(r) == "500-01" and "boom" not in r.text
+
+
 def test_request_ids_are_fresh(sim: Simulator) -> None:
     ids = {call(sim, "POST", START, start_body()).json()["error"]["requestId"] for _ in range(20)}
     assert len(ids) == 20
