@@ -156,7 +156,7 @@ _REASONS: list[tuple[str, str, str]] = [
         r"^(namespace|guid|amazonConnectParams\.streamArn): is required$",
         "required-members",
     ),
-    ("400-201", r"^amazonConnectParams\.streamArn is required", "combinations"),
+    ("400-201", r"^body: amazonConnectParams \(with its streamArn\) is required", "combinations"),
     ("400-202", r"", "combinations"),
     ("400-203", r"", "call-state"),
     (

@@ -127,6 +127,9 @@ def _fast_check(schema_name: str) -> Callable[[Any], Any]:
     return check
 
 
+_COMBINATORS = frozenset({"anyOf", "oneOf", "not"})
+
+
 def _describe(error: Any) -> tuple[str, str]:
     path = ".".join(str(p) for p in error.absolute_path)
     validator = error.validator
@@ -180,6 +183,15 @@ def validate(schema_name: str, body: Any) -> None:
     errors = list(_validator(schema_name).iter_errors(body))
     if not errors:  # the two validators disagree; trust the reference one
         return
-    errors.sort(key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
+    # A combinator's error (anyOf, oneOf: which members go together) comes after every
+    # error about a member itself, which says more: a namespace out of its enum is named
+    # as such, not as the combination it also breaks.
+    errors.sort(
+        key=lambda e: (
+            e.validator in _COMBINATORS,
+            len(e.absolute_path),
+            [str(p) for p in e.absolute_path],
+        )
+    )
     field, message = _describe(errors[0])
     raise ContractViolation(field, message)

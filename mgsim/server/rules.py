@@ -68,12 +68,7 @@ def check_start(body: dict[str, Any], *, redaction_rules_configured: bool) -> No
         )
 
     if namespace == "amazonconnect":
-        # The ARN's form is the schema's (a pattern); that it must be there is a rule.
-        kvs = body.get("amazonConnectParams")
-        if kvs is None:
-            raise Problem(
-                "400-201", "amazonConnectParams.streamArn is required for namespace amazonconnect"
-            )
+        kvs = body["amazonConnectParams"]  # the schema requires it for amazonconnect
         selector = kvs.get("startSelectorType", "NOW")
         has_after = "afterFragmentNumber" in kvs
         if selector == "FRAGMENT_NUMBER" and not has_after:
