@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -138,3 +140,31 @@ def vendor_openapi() -> Path:
     shared = os.environ.get("MGSIM_SHARED_DIR")
     root = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
     return root / "reference" / "mg-autotranscribe.vendor.openapi.yaml"
+
+
+def serve_process(argv: list[str], probe: str, *, timeout_s: float = 30.0, **popen: Any) -> Any:
+    """Start a server process, yield its loopback URL once ``probe`` (a path) answers, and
+    stop it (its whole process group) afterwards. ``argv`` gets the port as ``{port}``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [arg.format(port=port) for arg in argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # children (node's, say) go with it
+        **popen,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                httpx.get(url + probe, timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, f"{argv[0]} exited with {proc.returncode}"
+                assert time.monotonic() < deadline, f"{argv[0]} did not start in {timeout_s} s"
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)

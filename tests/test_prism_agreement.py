@@ -14,18 +14,14 @@ so.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import GUIDS, HEADERS, free_port, vendor_openapi
+from conftest import GUIDS, HEADERS, serve_process, vendor_openapi
 from test_contract_table import CALLS, FAULTS, ROWS, START, STOP, Row
 from test_schemathesis import deviations, reason
 
@@ -85,27 +81,8 @@ def _serve(spec: Path) -> Iterator[str]:
     binary = _prism()
     if binary is None:
         pytest.skip("Stoplight Prism is not installed (npm ci --prefix benchmarks)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "mock", str(spec), "-h", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # node children go with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/mg-autotranscribe/v1/twilio-media-stream-url", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "Prism did not start"
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    argv = [binary, "mock", str(spec), "-h", "127.0.0.1", "-p", "{port}"]
+    yield from serve_process(argv, "/mg-autotranscribe/v1/twilio-media-stream-url", timeout_s=60)
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from conftest import free_port, vendor_openapi
+from conftest import serve_process, vendor_openapi
 
 from mgsim.contract import SPEC_PATH, load_spec
 
@@ -45,29 +43,9 @@ expected-statuses = ["400", "401", "403", "404", "406", "413", "415", "422", "42
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
     env = {**os.environ, "MGSIM_API_ID": "fuzz-id", "MGSIM_API_SECRET": "fuzz-secret"}
-    serve = ["serve", "--no-limits", "--seed", "1", "--port", str(port)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mgsim.cli", *serve],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/openapi.yaml", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    serve = ["serve", "--no-limits", "--seed", "1", "--port", "{port}"]
+    yield from serve_process([sys.executable, "-m", "mgsim.cli", *serve], "/openapi.yaml", env=env)
 
 
 def run_schemathesis(schema: Path, url: str, tmp: Path, max_examples: int) -> tuple[str, list[Any]]:
