@@ -264,7 +264,7 @@ def sip_request(method: str, call_id: str = "nobody@x", extra: str = "") -> byte
     ("data", "status", "counter"),
     [
         (sip_request("BYE"), b"SIP/2.0 481", "media.siprec.error.no-dialog"),
-        (sip_request("INVITE"), b"SIP/2.0 420", "media.siprec.error.no-siprec"),
+        (sip_request("INVITE"), b"SIP/2.0 421", "media.siprec.error.no-siprec"),
         (sip_request("INVITE", extra="Require: siprec\r\n"), b"SIP/2.0 415", None),
     ],
 )
