@@ -1,0 +1,174 @@
+"""SIPREC over real loopback sockets as an SBC sees it: 100 Trying, a Contact it can reach,
+RTP/RTCP port pairs, a UCID already in use (regression tests for issue 11)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import HEADERS
+
+from mgsim.errors import ConfigError
+from mgsim.media import siprec
+from mgsim.media._base import StereoCall
+from mgsim.media.sdp import parse_sdp
+from mgsim.media.sip import SipMessage, parse_message
+from mgsim.server.config import SimulatorConfig
+from mgsim.simulator import Simulator
+from mgsim.transports.serve import ServerThread
+
+pytestmark = [pytest.mark.socket, pytest.mark.timeout(60)]
+
+UCID = "0867617078-0032318833-2221801472-0002236962"
+RECEIVER_REPORT = bytes([0x81, 201, 0, 7]) + struct.pack(">I", 0x1234) + bytes(24)
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    config = SimulatorConfig(
+        seed=3, sip_port=0, spike_arrest_per_s=None, daily_quota=None, **overrides
+    )
+    with Simulator(config) as sim, ServerThread(sim) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stereo() -> StereoCall:
+    rng = np.random.default_rng(11)
+    return StereoCall(
+        rng.integers(-8000, 8000, 4000).astype(np.int16),
+        rng.integers(-8000, 8000, 4000).astype(np.int16),
+    )
+
+
+class Sbc:
+    """A bare UDP SBC: sends what it is given and reads every answer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+
+    def exchange(self, data: bytes, to: tuple[str, int]) -> list[SipMessage]:
+        """Send a request; return every response up to the final one."""
+        self.sock.sendto(data, to)
+        out: list[SipMessage] = []
+        while not out or out[-1].status < 200:
+            out.append(parse_message(self.sock.recv(65536)))
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def contact_target(response: SipMessage) -> tuple[str, int, str]:
+    """Host, port and transport of a Contact URI (RFC 3261 19.1.1)."""
+    match = re.match(r"<sip:[^@>]+@([^:;>]+):(\d+);transport=(\w+)>", response.get("Contact") or "")
+    assert match is not None, response.get("Contact")
+    return match.group(1), int(match.group(2)), match.group(3)
+
+
+def test_invite_gets_100_trying_and_a_contact_that_reaches_the_server(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    assert server.endpoints.sip is not None
+    sip = [w.data for w in siprec.encode(stereo, guid=UCID, vendor="cisco") if w.channel == "sip"]
+    assert all(isinstance(d, bytes) for d in sip)
+    invite, ack, bye = (d for d in sip if isinstance(d, bytes))
+    sbc = Sbc()
+    try:
+        trying, ok = sbc.exchange(invite, server.endpoints.sip)
+        assert trying.status == 100 and ok.status == 200
+        host, port, transport = contact_target(ok)
+        assert (host, port, transport) == (*server.endpoints.sip, "udp")
+        assert (ok.get("Contact") or "").endswith(";+sip.srs")
+        # The SBC sends ACK and BYE to the Contact (RFC 3261 12.2.1.1), not where it began.
+        sbc.sock.sendto(ack, (host, port))
+        (bye_ok,) = sbc.exchange(bye, (host, port))
+        assert bye_ok.status == 200
+    finally:
+        sbc.close()
+    assert UCID in server.sim.gateway.ended
+
+
+def test_rtp_ports_are_even_with_rtcp_received_next_to_them(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    assert server.endpoints.sip is not None
+    wires = list(siprec.encode(stereo, guid=UCID, vendor="cisco"))
+    sbc = Sbc()
+    try:
+        ok = sbc.exchange(
+            next(w.data for w in wires if isinstance(w.data, bytes)), server.endpoints.sip
+        )[-1]
+        ports = [m.port for m in parse_sdp(ok.body).media]
+        assert all(p % 2 == 0 for p in ports) and ports[0] != ports[1]
+        for port in ports:
+            sbc.sock.sendto(RECEIVER_REPORT, ("127.0.0.1", port + 1))
+        for w in wires[1:]:
+            assert isinstance(w.data, bytes)
+            if w.channel == "sip":
+                if w.data.startswith(b"BYE"):
+                    time.sleep(0.2)
+                    sbc.exchange(w.data, server.endpoints.sip)
+                else:
+                    sbc.sock.sendto(w.data, server.endpoints.sip)
+            else:
+                sbc.sock.sendto(w.data, ("127.0.0.1", ports[int(w.channel[-1])]))
+    finally:
+        sbc.close()
+    with httpx.Client(base_url=server.base_url) as http:
+        view = http.get(f"/_sim/v1/media/calls/{UCID}", headers=HEADERS).json()
+        stats = http.get("/_sim/v1/media/stats", headers=HEADERS).json()
+    assert view["accounting"]["errors"] == {} and view["accounting"]["dropped"] == {}
+    assert view["accounting"]["received"] == sum(w.channel.startswith("rtp") for w in wires)
+    assert {ch: s["rtcp"] for ch, s in view["streams"].items()} == {"0": 1, "1": 1}
+    assert stats["counters"]["media.siprec.rtcp"] == 2
+
+
+@pytest.mark.parametrize("server", [{"rtp_ports": (41010, 41013)}], indirect=True)
+def test_a_configured_rtp_range_is_used_in_even_odd_pairs(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    assert server.endpoints.sip is not None
+    invite = next(w.data for w in siprec.encode(stereo, guid=UCID) if isinstance(w.data, bytes))
+    sbc = Sbc()
+    try:
+        ok = sbc.exchange(invite, server.endpoints.sip)[-1]
+    finally:
+        sbc.close()
+    assert server.sim.gateway.calls[UCID].info["answer_ports"] == (41010, 41012)
+    assert ok.status == 200
+
+
+@pytest.mark.parametrize("ports", [(41001, 41003), (41000, 41002)])
+def test_an_rtp_range_without_two_pairs_is_refused(ports: tuple[int, int]) -> None:
+    with pytest.raises(ConfigError, match="two even/odd"):
+        SimulatorConfig(rtp_ports=ports)
+
+
+def test_a_second_dialog_for_a_ucid_in_use_gets_486_and_the_first_lives_on(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    assert server.endpoints.sip is not None
+    first = [w.data for w in siprec.encode(stereo, guid=UCID, vendor="cisco", seed=1)]
+    second = [w.data for w in siprec.encode(stereo, guid=UCID, vendor="cisco", seed=2)]
+    assert isinstance(first[0], bytes) and isinstance(second[0], bytes)
+    sbc = Sbc()
+    try:
+        assert sbc.exchange(first[0], server.endpoints.sip)[-1].status == 200
+        refused = sbc.exchange(second[0], server.endpoints.sip)[-1]
+        assert refused.status == 486 and UCID in (refused.get("Warning") or "")
+        sip = server.sim.app.state.media.sip
+        assert parse_message(second[0]).call_id not in sip.dialogs
+        assert sip.dialogs[parse_message(first[0]).call_id].ended is False
+    finally:
+        sbc.close()
