@@ -61,6 +61,7 @@ REASONS: dict[int, str] = {
     488: "Not Acceptable Here",
     500: "Server Internal Error",
     501: "Not Implemented",
+    503: "Service Unavailable",
     513: "Message Too Large",
 }
 """Reason phrases of the statuses mgsim sends."""
