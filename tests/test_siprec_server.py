@@ -82,14 +82,10 @@ def in_dialog(
 
 def sdp_with(direction: str, version: int) -> bytes:
     return (
-        (
-            f"v=0\r\no=sbc 1 {version} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
-            f"m=audio 20000 RTP/AVP 0\r\na=label:1\r\na={direction}\r\n"
-            f"m=audio 20002 RTP/AVP 0\r\na=label:2\r\na={direction}\r\n"
-        )
-
-        .encode()
-    )
+        f"v=0\r\no=sbc 1 {version} IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+        f"m=audio 20000 RTP/AVP 0\r\na=label:1\r\na={direction}\r\n"
+        f"m=audio 20002 RTP/AVP 0\r\na=label:2\r\na={direction}\r\n"
+    ).encode()
 
 
 # -- 1. Contact

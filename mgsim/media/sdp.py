@@ -243,6 +243,7 @@ def build_answer(
         origin=f"mgsim-srs {session_id} {version} IN IP4 {address}",
         name="SIPREC",
         connection=f"IN IP4 {address}",
+        timing=offer.timing,  # RFC 3264 6: the answer's t= equals the offer's
         media=media,
     )
 

@@ -99,6 +99,7 @@ _CANONICAL = {
         "CSeq",
         "Max-Forwards",
         "MIME-Version",
+        "Record-Route",
         "Require",
         "Unsupported",
         "User-Agent",

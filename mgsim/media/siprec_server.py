@@ -269,7 +269,11 @@ class SiprecSession:
         return self._reinvite(msg, at_sample)
 
     def _ok(self, msg: SipMessage, sdp: bytes | None = None) -> SipMessage:
-        headers = [("Contact", self.contact)]
+        headers: list[tuple[str, str]] = []
+        if msg.method == "INVITE":
+            # RFC 3261 12.1.1: a dialog-establishing response copies Record-Route, in order.
+            headers += [("Record-Route", v) for v in msg.get_all("Record-Route")]
+        headers.append(("Contact", self.contact))
         if sdp is not None:
             headers.append(("Content-Type", "application/sdp"))
         return response_to(msg, 200, to_tag=self._tag, headers=headers, body=sdp or b"")
