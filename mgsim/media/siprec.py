@@ -19,7 +19,7 @@ its metadata with a namespace prefix, bare ``<name>`` elements and no
 ``participantstreamassoc``, so the server must fall back to label order.
 
 >>> import numpy as np
->>> from mgsim.media._base import StereoCall
+>>> from mgsim.media._base import SessionOpened, StereoCall
 >>> tone = (np.sin(np.arange(800) / 5) * 8000).astype(np.int16)
 >>> session = SiprecSession()
 >>> events = [e for w in encode(StereoCall(tone, tone // 2), guid="00002542391662063156",
