@@ -63,9 +63,8 @@ def is_media(namespace: str, wire: Wire) -> bool:
         return isinstance(wire.data, bytes | bytearray | memoryview)
     if namespace == "siprec":
         # RTCP multiplexed on an RTP port (RFC 5761) is no media message.
-        return wire.channel.startswith("rtp:") and not (
-            isinstance(wire.data, bytes) and is_rtcp(wire.data)
-        )
+        data = wire.data
+        return wire.channel.startswith("rtp:") and not (isinstance(data, bytes) and is_rtcp(data))
     if namespace == "amazonconnect":
         return wire.channel == "kvs"
     raise ConfigError(f"unknown namespace {namespace!r}")

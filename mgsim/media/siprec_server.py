@@ -142,7 +142,7 @@ class SiprecSession:
         self._local: SessionDescription | None = None  # the session's current SDP
         self._offered_in_ok = False  # a 200 OK carried our offer; its answer is in the ACK
         self._receivers: dict[str, RtpReceiver] = {}
-        self._line_active = [True, True]
+        self._paused_lines: frozenset[str] = frozenset()  # channels of m-lines offered inactive
         self._flushed = False
 
     @property
@@ -182,13 +182,12 @@ class SiprecSession:
                     if not isinstance(data, bytearray | memoryview):
                         raise RtpError("RTP data must be bytes", reason="bad-length")
                     data = bytes(data)
-                if data[1:2] and 192 <= data[1] <= 223 and is_rtcp(data):
+                if len(data) > 1 and 192 <= data[1] <= 223 and is_rtcp(data):
                     self.rtcp[rx.channel] += 1  # multiplexed on the RTP port (RFC 5761)
                     return []
-                at = round(message.at_ms * 8)
-                if self.state == "active" and self._line_active[int(rx.channel)]:
-                    return rx.push(data, at)
-                return rx.track(data, at)
+                if self.state == "active" and rx.channel not in self._paused_lines:
+                    return rx.push(data, round(message.at_ms * 8))
+                return rx.track(data, round(message.at_ms * 8))
             except RtpError as exc:
                 self.errors[exc.reason] += 1
                 raise
@@ -364,8 +363,8 @@ class SiprecSession:
             f"rtp:{i}": RtpReceiver(ch, reorder_window=self.reorder_window)
             for i, ch in enumerate(CHANNELS)
         }
-        self._line_active = [top.direction != "inactive", second.direction != "inactive"]
-        paused = not any(self._line_active)
+        self._paused_lines = _inactive(top, second)
+        paused = len(self._paused_lines) == len(CHANNELS)
         self.state = "paused" if paused else "active"
         events: list[Event] = [
             Reply("sip", self._ok(msg, answer.to_bytes()).to_bytes()),
@@ -411,8 +410,8 @@ class SiprecSession:
     ) -> list[Event]:
         """Apply the SBC's directions: an ``inactive`` m-line is paused (RFC 7866 ties a
         pause to ``a=inactive``); the session pauses when both are."""
-        self._line_active = [top.direction != "inactive", second.direction != "inactive"]
-        paused = not any(self._line_active)
+        self._paused_lines = _inactive(top, second)
+        paused = len(self._paused_lines) == len(CHANNELS)
         if paused and self.state == "active":
             self.state = "paused"
             return [SessionPaused(at_sample)]
@@ -427,6 +426,13 @@ class SiprecSession:
         for key in ("participants", "associations", "channel_participants", "metadata"):
             self.info[key] = fresh[key]
         self.metadata_version += 1
+
+
+def _inactive(top: MediaDescription, second: MediaDescription) -> frozenset[str]:
+    """The channels whose m-line is offered ``inactive`` (paused)."""
+    return frozenset(
+        ch for ch, m in zip(CHANNELS, (top, second), strict=True) if m.direction == "inactive"
+    )
 
 
 def _quoted(text: str) -> str:
