@@ -33,7 +33,12 @@ from mgsim.media.g711 import ulaw_encode
 
 pytestmark = [
     pytest.mark.socket,
+    pytest.mark.slow,
     pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        os.geteuid() != 0,
+        reason="SIPp's pcap play and dumpcap on lo need root (raw sockets, capture)",
+    ),
     needs_program("sipp", "sip-tester"),
     needs_program("dumpcap", "tshark"),
     needs_program("tshark", "tshark"),
@@ -153,13 +158,13 @@ class Run:
 
 
 @contextlib.contextmanager
-def mgsim_serve(tmp: Path) -> Iterator[Run]:
-    http, rtp_base = free_port(), free_udp_block(4)
+def mgsim_serve(tmp: Path, rtp_ports: int = 4) -> Iterator[Run]:
+    http, rtp_base = free_port(), free_udp_block(rtp_ports)
     sip_port = free_sip_port()
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(http), "--seed", "1",
-         "--sip-port", str(sip_port), "--rtp-ports", f"{rtp_base}-{rtp_base + 3}",
+         "--sip-port", str(sip_port), "--rtp-ports", f"{rtp_base}-{rtp_base + rtp_ports - 1}",
          "--no-limits"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -196,7 +201,7 @@ def free_sip_port() -> int:
 def capture(path: Path, ports: str) -> Iterator[None]:
     """dumpcap on loopback with a capture filter on the test's ports, bounded."""
     proc = subprocess.Popen(
-        ["dumpcap", "-q", "-i", "lo", "-f", f"udp and ({ports})", "-w", str(path),
+        ["dumpcap", "-q", "-i", "lo", "-f", f"(udp or tcp) and ({ports})", "-w", str(path),
          "-a", "duration:100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -231,7 +236,7 @@ def poll(url: str, until: object, what: str, timeout_s: float = 15.0) -> dict[st
 
 
 def tshark(capture_file: Path, run: Run, *args: str) -> str:
-    decode = [f"udp.port=={run.sip_port},sip"]
+    decode = [f"udp.port=={run.sip_port},sip", f"tcp.port=={run.sip_port},sip"]
     for p in (run.rtp_base, run.rtp_base + 2):
         decode += [f"udp.port=={p},rtp", f"udp.port=={p + 1},rtcp"]
     cmd = ["tshark", "-n", "-r", str(capture_file)]
@@ -239,6 +244,47 @@ def tshark(capture_file: Path, run: Run, *args: str) -> str:
         cmd += ["-d", d]
     out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, check=True)
     return out.stdout
+
+
+def assert_clean(cap: Path, run: Run) -> None:
+    """No malformed packet and no expert error anywhere in the capture."""
+    bad = tshark(cap, run, "-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields",
+                 "-e", "frame.number", "-e", "_ws.col.Info")  # fmt: skip
+    assert bad.strip() == ""
+
+
+def sip_messages(cap: Path, run: Run) -> list[list[str]]:
+    """``[dst port, method, status, CSeq]`` of every SIP message tshark finds, in order."""
+    lines = tshark(cap, run, "-Y", "sip", "-T", "fields", "-e", "udp.dstport", "-e", "sip.Method",
+                   "-e", "sip.Status-Code", "-e", "sip.CSeq", "-e", "tcp.dstport")  # fmt: skip
+    out = []
+    for line in lines.splitlines():
+        udp, method, status, cseq, tcp = line.split("\t")
+        out.append([udp or tcp, method, status, cseq])
+    return out
+
+
+def sipp(
+    tmp: Path, scenario: str, transport: str, target: int, port: int
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["sipp", "-sf", str(SIPP_DIR / scenario), "-inf", "ucid.csv", "-t", transport,
+         "-m", "1", "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_udp_block(4, 50000)),
+         "-timeout", "30", "-timeout_error", "-nostdin", "-trace_err",
+         f"127.0.0.1:{target}"],
+        cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def finished(proc: subprocess.Popen[bytes], tmp: Path, scenario: str) -> None:
+    try:
+        rc = proc.wait(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = "".join(p.read_text() for p in tmp.glob(f"{scenario}_*_errors.log"))
+    assert rc == 0, (proc.stderr.read().decode() if proc.stderr else "") + errors
 
 
 def test_sipp_records_a_call_through_pause_refresh_ssrc_change_and_bye(tmp_path: Path) -> None:
@@ -319,12 +365,8 @@ def test_sipp_records_a_call_through_pause_refresh_ssrc_change_and_bye(tmp_path:
     assert customer["totalAudioBytes"] == 16 * received_ms["0"]
 
     # The wire, decoded by tshark.
-    bad = tshark(cap, run, "-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields",
-                 "-e", "frame.number", "-e", "_ws.col.Info")  # fmt: skip
-    assert bad.strip() == ""
-    sip_lines = tshark(cap, run, "-Y", "sip", "-T", "fields", "-e", "udp.dstport",
-                       "-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.CSeq")  # fmt: skip
-    sip = [line.split("\t") for line in sip_lines.splitlines()]
+    assert_clean(cap, run)
+    sip = sip_messages(cap, run)
     requests = [(p, m, c) for p, m, s, c in sip if m]
     assert [m for _, m, _ in requests] == ["INVITE", "ACK"] * 4 + ["BYE"]
     assert {int(p) for p, _, _ in requests} == {run.sip_port}  # every one to the Contact
@@ -343,3 +385,35 @@ def test_sipp_records_a_call_through_pause_refresh_ssrc_change_and_bye(tmp_path:
         assert "X" not in cells[ssrc_at + 4 :], rtp_streams  # no problem flagged
         counts.append(packets)
     assert sum(counts) == len(CUSTOMER) + len(AGENT)
+
+
+def test_sipp_plain_sdp_invite_over_tcp_and_a_second_dialog_for_its_ucid(tmp_path: Path) -> None:
+    """RFC 7866 lets the metadata come later: a plain SDP INVITE is a recording session.
+    Meanwhile another dialog offering the same UCID is refused 486 with a Warning."""
+    (tmp_path / "ucid.csv").write_text(f"SEQUENTIAL\n{UCID};\n")
+    cap = tmp_path / "run.pcapng"
+    with mgsim_serve(tmp_path, rtp_ports=8) as run:
+        port_a, port_b = free_sip_port(), free_sip_port()
+        ports = f"port {run.sip_port} or port {port_a} or port {port_b}"
+        calls = f"{run.http}/_sim/v1/calls/{UCID}"
+        with capture(cap, ports):
+            holder = sipp(tmp_path, "siprec_src_plain_tcp.xml", "t1", run.sip_port, port_a)
+            try:
+                poll(calls, lambda b: b["open"], "the plain SDP INVITE to open the call")
+                busy = sipp(tmp_path, "siprec_src_busy.xml", "u1", run.sip_port, port_b)
+                finished(busy, tmp_path, "siprec_src_busy")
+            finally:
+                finished(holder, tmp_path, "siprec_src_plain_tcp")
+        ended = poll(calls, lambda b: not b["open"], "the BYE to end the call")
+        view = httpx.get(f"{run.http}/_sim/v1/media/calls/{UCID}", headers=HEADERS).json()
+        stats = httpx.get(f"{run.http}/_sim/v1/media/stats", headers=HEADERS, timeout=5).json()
+    assert ended["namespace"] == "siprec"
+    acc = view["accounting"]
+    assert (acc["ended_by"], acc["end_reason"], acc["errors"]) == ("platform", "bye", {})
+    assert stats["counters"]["media.siprec.error.guid-in-use"] == 1
+    assert stats["counters"]["media.siprec.sessions"] == 2
+    assert_clean(cap, run)
+    sip = sip_messages(cap, run)
+    finals = [(s, c) for _, m, s, c in sip if s and not s.startswith("1")]
+    assert sorted(finals) == [("200", "1 INVITE"), ("200", "2 BYE"), ("486", "1 INVITE")]
+    assert [m for _, m, _, _ in sip if m].count("ACK") == 2
