@@ -16,9 +16,8 @@ from pathlib import Path
 
 import ebmlite
 import httpx
-import numpy as np
 import pytest
-from conftest import needs_program
+from conftest import needs_program, noise_call
 
 from mgsim.media import kvs
 from mgsim.media._base import StereoCall
@@ -54,11 +53,8 @@ CONNECT_TAGS = {
 
 @pytest.fixture(scope="module")
 def call() -> StereoCall:
-    rng = np.random.default_rng(1)
-    return StereoCall(
-        rng.integers(-8000, 8000, 40000).astype(np.int16),
-        rng.integers(-8000, 8000, 40000).astype(np.int16),
-    )
+    stereo: StereoCall = noise_call(1, 40000)
+    return stereo
 
 
 def stream_of(call: StereoCall) -> KinesisVideoStream:

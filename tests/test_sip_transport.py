@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
-import struct
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from conftest import HEADERS
+from conftest import HEADERS, RECEIVER_REPORT, noise_call
 
 from mgsim.errors import ConfigError
 from mgsim.media import siprec
@@ -21,32 +17,17 @@ from mgsim.media._base import StereoCall
 from mgsim.media.sdp import parse_sdp
 from mgsim.media.sip import SipMessage, parse_message
 from mgsim.server.config import SimulatorConfig
-from mgsim.simulator import Simulator
 from mgsim.transports.serve import ServerThread
 
 pytestmark = [pytest.mark.socket, pytest.mark.timeout(60)]
 
 UCID = "0867617078-0032318833-2221801472-0002236962"
-RECEIVER_REPORT = bytes([0x81, 201, 0, 7]) + struct.pack(">I", 0x1234) + bytes(24)
-
-
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    overrides: dict[str, Any] = getattr(request, "param", {})
-    config = SimulatorConfig(
-        seed=3, sip_port=0, spike_arrest_per_s=None, daily_quota=None, **overrides
-    )
-    with Simulator(config) as sim, ServerThread(sim) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
 def stereo() -> StereoCall:
-    rng = np.random.default_rng(11)
-    return StereoCall(
-        rng.integers(-8000, 8000, 4000).astype(np.int16),
-        rng.integers(-8000, 8000, 4000).astype(np.int16),
-    )
+    call: StereoCall = noise_call(11, 4000)
+    return call
 
 
 class Sbc:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import HEADERS, free_port, needs_program
+from conftest import HEADERS, free_port, needs_program, wait_serving
 
 from mgsim.media.g711 import ulaw_encode
 
@@ -170,15 +170,7 @@ def mgsim_serve(tmp: Path, rtp_ports: int = 4) -> Iterator[Run]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{http}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/openapi.yaml", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp / "serve.log").read_text()) from None
-                time.sleep(0.1)
+        wait_serving(proc, url, (tmp / "serve.log").read_text)
         yield Run(url, sip_port, rtp_base)
     finally:
         proc.terminate()

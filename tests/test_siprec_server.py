@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import RECEIVER_REPORT, noise_call
 
 from mgsim.clock import VirtualClock
 from mgsim.gateway import Gateway
@@ -30,16 +31,12 @@ from mgsim.media.sip import SipError, SipMessage, header_param, parse_message
 from mgsim.media.siprec_server import SiprecSession
 
 UCID = "0867617078-0032318833-2221801472-0002236962"
-RECEIVER_REPORT = bytes([0x81, 201, 0, 7]) + struct.pack(">I", 0x1234) + bytes(24)
 
 
 @pytest.fixture(scope="module")
 def stereo() -> StereoCall:
-    rng = np.random.default_rng(5)
-    return StereoCall(
-        rng.integers(-8000, 8000, 16000).astype(np.int16),
-        rng.integers(-8000, 8000, 16000).astype(np.int16),
-    )
+    call: StereoCall = noise_call(5, 16000)
+    return call
 
 
 def sip(wires: list[Wire]) -> list[Wire]:
