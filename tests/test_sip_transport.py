@@ -153,3 +153,31 @@ def test_a_second_dialog_for_a_ucid_in_use_gets_486_and_the_first_lives_on(
         assert sip.dialogs[parse_message(first[0]).call_id].ended is False
     finally:
         sbc.close()
+
+
+@pytest.mark.parametrize("server", [{"rtp_ports": (41020, 41023)}], indirect=True)
+def test_a_refused_invite_costs_no_port_and_a_full_range_is_503(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    """The RTP range holds one call: an INVITE for another UCID is told to retry (503 with
+    Retry-After), one for the UCID in use still hears why (486), and neither binds a port."""
+    assert server.endpoints.sip is not None
+    first = next(w.data for w in siprec.encode(stereo, guid=UCID, vendor="cisco", seed=1))
+    same = next(w.data for w in siprec.encode(stereo, guid=UCID, vendor="cisco", seed=2))
+    other = next(
+        w.data for w in siprec.encode(stereo, guid=UCID[:-1] + "9", vendor="cisco", seed=3)
+    )
+    assert isinstance(first, bytes) and isinstance(same, bytes) and isinstance(other, bytes)
+    sbc = Sbc()
+    try:
+        assert sbc.exchange(first, server.endpoints.sip)[-1].status == 200
+        busy = sbc.exchange(same, server.endpoints.sip)[-1]
+        full = sbc.exchange(other, server.endpoints.sip)[-1]
+    finally:
+        sbc.close()
+    assert busy.status == 486
+    assert full.status == 503 and full.get("Retry-After") == "5"
+    assert "41020..41023" in (full.get("Warning") or "")
+    counts = server.sim.app.state.media.media_counters()
+    assert counts["media.siprec.error.no-rtp-port"] == 1
+    assert counts["media.siprec.error.guid-in-use"] == 1

@@ -89,13 +89,16 @@ SUPPORTED = ("siprec",)
 """Option tags mgsim understands in ``Require`` (the ``Supported`` header)."""
 
 GuidCheck = Callable[[str], "str | None"]
+Allocate = Callable[[], tuple[int, int]]
 
 
 class SiprecSession:
     """The recording server's side of one SIPREC dialog (a push decoder).
 
     ``ports`` are the two RTP ports put in the SDP answer (a real transport binds them
-    first), ``address`` the answer's connection address and the Contact's host;
+    first) — or ``allocate`` binds them once an INVITE is accepted and returns them (a
+    :class:`~mgsim.errors.ConfigError` from it is answered 503), so a refused INVITE costs
+    no port; ``address`` is the answer's connection address and the Contact's host;
     ``sip_port`` and ``sip_transport`` complete the Contact (where the SBC's in-dialog
     requests must go). ``guid_in_use`` is asked about the UCID of a new INVITE and returns
     why it cannot be recorded (it is another open call's), or None.
@@ -118,6 +121,7 @@ class SiprecSession:
         max_message: int = MAX_MESSAGE,
         reorder_window: int = 64,
         guid_in_use: GuidCheck | None = None,
+        allocate: Allocate | None = None,
     ) -> None:
         if sip_transport.lower() not in ("udp", "tcp", "tls"):
             raise ConfigError(f"unknown SIP transport {sip_transport!r}")
@@ -128,6 +132,7 @@ class SiprecSession:
         self.max_message = max_message
         self.reorder_window = reorder_window
         self.guid_in_use = guid_in_use
+        self.allocate = allocate
         self.state: SessionState = "idle"
         self.guid: str | None = None
         self.call_id: str | None = None
@@ -348,6 +353,16 @@ class SiprecSession:
                 reason="guid-in-use",
                 headers=[("Warning", f'399 {self.address} "{_quoted(refusal)}"')],
             )
+        if self.allocate is not None:
+            try:
+                self.ports = self.allocate()
+            except ConfigError as exc:
+                raise SipError(
+                    str(exc),
+                    sip_status=503,
+                    reason="no-rtp-port",
+                    headers=[("Retry-After", "5"), ("Warning", f'399 {self.address} "{exc}"')],
+                ) from exc
         self.call_id = msg.call_id
         self._tag = local_tag(self.call_id)
         self._sdp_version = 1

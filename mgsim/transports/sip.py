@@ -2,8 +2,10 @@
 
 :class:`SipServer` listens for SIP on one port number over both UDP and TCP (TCP messages
 are framed by ``Content-Length`` with :class:`~mgsim.media.sip.SipStreamParser`). Each new
-INVITE gets two freshly bound RTP ports, and a SIPREC media session whose SDP answer names
-them, so the answer always carries the ports the server really listens on. A datagram on
+INVITE the session accepts gets two freshly bound RTP ports (the session asks for them once
+it has validated the INVITE, so a refused one binds nothing), and the SDP answer names
+them, so it always carries the ports the server really listens on; the 200 OK goes out
+once they listen. A datagram on
 one of those ports belongs to that call's m-line by its port alone; the session's RTP
 receiver then checks its SSRC and payload type.
 
@@ -334,36 +336,51 @@ class SipServer:
 
     async def _invite(self, msg: SipMessage, data: bytes, send: Send, transport: str) -> None:
         call_id = msg.call_id
-        protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
-        try:
-            ports, transports = await self._bind_rtp(protocols)
-        except ConfigError as exc:
-            self.hub.count("media.siprec.error.no-rtp-port")
-            headers = [("Retry-After", "5"), ("Warning", f'399 {self.host} "{exc}"')]
-            send(response_to(msg, 503, headers=headers).to_bytes())
-            return
+        socks: list[socket.socket] = []
+
+        def allocate() -> tuple[int, int]:
+            # Asked by the session once it accepts the INVITE: a refused one binds nothing.
+            try:
+                for _ in (0, 1):
+                    socks.extend(self._rtp_rtcp_sockets())
+            except ConfigError:
+                for sock in socks:
+                    sock.close()
+                socks.clear()
+                raise
+            return int(socks[0].getsockname()[1]), int(socks[2].getsockname()[1])
+
         feeder = self.hub.open(
             "siprec",
             quantum_ms=_FRAME_MS,
             clock_from_media=True,
-            ports=ports,
+            allocate=allocate,
             address=self.host,
             sip_port=self.port,
             sip_transport=transport,
         )
-        dialog = _Dialog(call_id, feeder, ports, transports)
-        for protocol in protocols:
-            protocol.dialog = dialog
-        replies = feeder.feed("sip", data)
-        for reply in replies:
-            send(bytes(reply.data) if isinstance(reply.data, bytes) else reply.data.encode())
+        replies = [
+            bytes(r.data) if isinstance(r.data, bytes) else r.data.encode()
+            for r in feeder.feed("sip", data)
+        ]
         decoder = getattr(feeder.session, "decoder", None)
         if decoder is None or decoder.state == "idle" or feeder.session.failed:
-            # Refused (the error response is sent): no dialog, no RTP ports.
+            # Refused: the error response goes out; no dialog, and no RTP ports.
+            for sock in socks:
+                sock.close()
             feeder.close()
-            self._release(dialog)
+            for reply in replies:
+                send(reply)
             return
+        protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
+        dialog = _Dialog(call_id, feeder, decoder.ports)
+        for protocol in protocols:
+            protocol.dialog = dialog
         self.dialogs[call_id] = dialog
+        # Listening before the 200 OK goes out: the SBC sends RTP as soon as it has it.
+        dialog.transports = await self._listen(protocols, socks)
+        for reply in replies:
+            send(reply)
         dialog.last_rtp = time.monotonic()
         self._watch(dialog, self.media_timeout_s)
 
@@ -428,20 +445,11 @@ class SipServer:
 
     # -- RTP ports
 
-    async def _bind_rtp(
-        self, protocols: list[_RtpProtocol]
-    ) -> tuple[tuple[int, int], list[asyncio.DatagramTransport]]:
-        """Bind RTP and RTCP for both m-lines (``protocols``: rtp:0, rtcp:0, rtp:1,
-        rtcp:1); return the two RTP ports."""
+    async def _listen(
+        self, protocols: list[_RtpProtocol], socks: list[socket.socket]
+    ) -> list[asyncio.DatagramTransport]:
+        """Receive on the bound RTP/RTCP sockets (what arrived meanwhile waits in them)."""
         loop = asyncio.get_running_loop()
-        socks: list[socket.socket] = []
-        try:
-            for _ in (0, 1):
-                socks.extend(self._rtp_rtcp_sockets())
-        except ConfigError:
-            for sock in socks:
-                sock.close()
-            raise
         transports: list[asyncio.DatagramTransport] = []
         for protocol, sock in zip(protocols, socks, strict=True):
             transport, _ = await loop.create_datagram_endpoint(
@@ -449,8 +457,7 @@ class SipServer:
                 sock=sock,
             )
             transports.append(transport)
-        ports = [int(t.get_extra_info("sockname")[1]) for t in transports]
-        return (ports[0], ports[2]), transports
+        return transports
 
     def _rtp_rtcp_sockets(self) -> tuple[socket.socket, socket.socket]:
         """An RTP socket on an even port and the RTCP one on the next (RFC 3550 11)."""
