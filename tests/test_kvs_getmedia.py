@@ -20,11 +20,13 @@ import pytest
 from conftest import needs_program, noise_call
 
 from mgsim.media import kvs
-from mgsim.media._base import StereoCall
+from mgsim.media._base import AudioChunk, StereoCall
+from mgsim.media.kvs import KvsConsumer
 from mgsim.media.kvs_mkv import (
     TAG_CONTINUATION_TOKEN,
     TAG_FRAGMENT_NUMBER,
     TAG_MILLIS_BEHIND_NOW,
+    TRACK_NAMES,
     parse_fragment,
     split_fragments,
 )
@@ -121,9 +123,17 @@ def test_millis_behind_now_and_continuation_token_have_getmedias_meaning(
         assert [parse_fragment(d).fragment_number for d in resumed] == [
             g.fragment_number for g in fragments[i + 1 :]
         ]
-    # The audio is what the producer put, sample for sample.
+    # The audio is what the producer put, sample for sample, and mgsim's consumer of
+    # GetMedia output places all of it.
     stored = [parse_fragment(f.data) for f in stream.fragments]
     assert [f.blocks for f in fragments] == [f.blocks for f in stored]
+    consumer = KvsConsumer(contact_id=CONTACT)
+    events = [e for d in stream.get_media(StartSelector("EARLIEST")) for e in consumer.feed(d)]
+    placed = {
+        name: sum(len(e.pcm) for e in events if isinstance(e, AudioChunk) and e.channel == name)
+        for name in TRACK_NAMES
+    }
+    assert placed == dict.fromkeys(TRACK_NAMES, call.n_samples)
 
 
 @needs_program("ffprobe", "ffmpeg")
