@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mgsim.media._base import Reply, SessionOpened, Wire
+from mgsim.media._base import AudioChunk, Reply, SessionOpened, Wire
 from mgsim.media.rsmetadata import NAMESPACE, parse_metadata
+from mgsim.media.rtp import RtpError, RtpPacket, pack
 from mgsim.media.sdp import parse_sdp
 from mgsim.media.sip import SipError, SipMessage, header_param, parse_content_type, parse_message
 from mgsim.media.siprec_server import SiprecSession
@@ -260,3 +261,26 @@ def test_the_session_maps_m_lines_to_the_rfc7865_participants() -> None:
         "0": "zSfPoSvdSDCmU3A3TRDxAw==",
         "1": "srfBElmCRp2QB23b7Mpk0w==",
     }
+
+
+def test_pcmu_offered_as_a_dynamic_payload_type_is_answered_and_received_as_that_type() -> None:
+    """RFC 3264 6.1: the answer's formats come from the offer; RFC 3551 lets PCMU be
+    mapped to a dynamic payload type by a=rtpmap."""
+    sdp = offer(video=False).replace("RTP/AVP 8 0 4", "RTP/AVP 96 8")
+    sdp = sdp.replace("a=label:1", "a=label:1\r\na=rtpmap:96 PCMU/8000")
+    sdp = sdp.replace("a=label:2", "a=label:2\r\na=rtpmap:96 PCMU/8000")
+    session = SiprecSession()
+    ok = feed(session, request("INVITE", 101, sdp.encode(), "application/sdp"))
+    assert ok.status == 200
+    answer = parse_sdp(ok.body)
+    assert [m.formats for m in answer.media] == [("96",), ("96",)]
+    assert [m.rtpmap() for m in answer.media] == [{96: "PCMU/8000"}] * 2
+    ok_packet = pack(
+        RtpPacket(sequence=1, timestamp=0, ssrc=9, payload=b"\xff" * 160, payload_type=96)
+    )
+    (chunk,) = session.feed(Wire(0.0, "rtp:0", ok_packet))
+    assert isinstance(chunk, AudioChunk) and len(chunk.pcm) == 160
+    wrong = pack(RtpPacket(sequence=2, timestamp=160, ssrc=9, payload=b"\xff" * 160))
+    with pytest.raises(RtpError) as info:
+        session.feed(Wire(20.0, "rtp:0", wrong))
+    assert info.value.reason == "bad-payload-type"

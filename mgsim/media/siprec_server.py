@@ -375,8 +375,10 @@ class SiprecSession:
         self.info["answer_ports"] = self.ports
         self.info["contact"] = self.contact
         self._receivers = {
-            f"rtp:{i}": RtpReceiver(ch, reorder_window=self.reorder_window)
-            for i, ch in enumerate(CHANNELS)
+            f"rtp:{i}": RtpReceiver(
+                ch, payload_type=_payload_type(m), reorder_window=self.reorder_window
+            )
+            for i, (ch, m) in enumerate(zip(CHANNELS, (top, second), strict=True))
         }
         self._paused_lines = _inactive(top, second)
         paused = len(self._paused_lines) == len(CHANNELS)
@@ -407,6 +409,8 @@ class SiprecSession:
             offer, address=self.address, ports=self.ports, version=self._sdp_version
         )
         self._local = answer
+        for rx, m in zip(self._receivers.values(), (top, second), strict=True):
+            rx.payload_type = _payload_type(m)
         events: list[Event] = [Reply("sip", self._ok(msg, answer.to_bytes()).to_bytes())]
         return events + self._directions(top, second, at_sample)
 
@@ -441,6 +445,13 @@ class SiprecSession:
         for key in ("participants", "associations", "channel_participants", "metadata"):
             self.info[key] = fresh[key]
         self.metadata_version += 1
+
+
+def _payload_type(m: MediaDescription) -> int:
+    """The RTP payload type PCMU arrives as on an accepted m-line."""
+    pt = m.pcmu_payload_type
+    assert pt is not None  # check_recording_offer accepted the line
+    return pt
 
 
 def _inactive(top: MediaDescription, second: MediaDescription) -> frozenset[str]:
