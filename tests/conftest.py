@@ -93,6 +93,52 @@ def free_port() -> int:
         return port
 
 
+RECEIVER_REPORT = bytes([0x81, 201, 0, 7]) + (0x1234).to_bytes(4, "big") + bytes(24)
+"""An RTCP receiver report (RFC 3550 6.4.2) with one report block, as an SBC sends."""
+
+
+def noise_call(seed: int, samples: int) -> Any:
+    """A ``StereoCall`` of seeded noise on both participants."""
+    import numpy as np
+
+    from mgsim.media._base import StereoCall
+
+    rng = np.random.default_rng(seed)
+    return StereoCall(
+        rng.integers(-8000, 8000, samples).astype(np.int16),
+        rng.integers(-8000, 8000, samples).astype(np.int16),
+    )
+
+
+def wait_serving(proc: subprocess.Popen[bytes], url: str, output: object = None) -> None:
+    """Wait (20 s at most) until an ``mgsim serve`` process answers at ``url``; raise with
+    its output (``output()``, when given) if it exits or never answers."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/openapi.yaml", timeout=1)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                text = output() if callable(output) else ""
+                raise RuntimeError(text) from None
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A simulator with SIP on a free port served on loopback (``ServerThread``);
+    ``indirect`` parametrization passes ``SimulatorConfig`` overrides."""
+    from mgsim.transports.serve import ServerThread
+
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    config = SimulatorConfig(
+        seed=3, sip_port=0, spike_arrest_per_s=None, daily_quota=None, **overrides
+    )
+    with Simulator(config) as sim, ServerThread(sim) as running:
+        yield running
+
+
 @dataclass
 class LiveServer:
     url: str

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mgsim.media._base import Anomaly, AudioChunk, Event
 from mgsim.media.g711 import ulaw_decode, ulaw_encode
-from mgsim.media.rtp import RtpError, RtpPacket, RtpReceiver, pack, unpack
+from mgsim.media.rtp import RtpError, RtpPacket, RtpReceiver, is_rtcp, pack, unpack
 
 PAYLOAD = ulaw_encode((np.sin(np.arange(160) / 3) * 9000).astype(np.int16))
 
@@ -185,7 +185,6 @@ def test_audio_before_the_anchor_is_trimmed() -> None:
 @pytest.mark.parametrize(
     ("second", "reason"),
     [
-        (packet(1, 160, ssrc=0xBEEF), "unknown-ssrc"),
         (packet(1, 160, pt=8), "bad-payload-type"),
         (packet(1, 160, pt=13), "bad-payload-type"),
     ],
@@ -224,3 +223,80 @@ def test_random_headers_raise_only_rtp_error(b0: int, b1: int, rest: bytes) -> N
     with contextlib.suppress(RtpError):
         parsed = unpack(data)
         assert pack(parsed)[:2] == data[:2] or parsed.padding == 0
+
+
+def placed(events: list[Event]) -> dict[int, int]:
+    """Start sample of every chunk → its length."""
+    return {c.start_sample: len(c.pcm) for c in chunks(events)}
+
+
+def test_an_ssrc_change_continues_the_m_line() -> None:
+    """RFC 3550 8.2: a source may change its SSRC; SBCs do on re-anchoring, transfer and
+    hold. The m-line's stream goes on: the new SSRC's audio follows the old one's on the
+    timeline, nothing is dropped or counted lost, and the change is reported once."""
+    rx = RtpReceiver("0")
+    events: list[Event] = []
+    for n in range(50):
+        events += rx.push(packet(100 + n, 5000 + 160 * n), 160 * n)
+    for n in range(50):  # new SSRC, unrelated sequence and timestamp
+        events += rx.push(packet(40000 + n, 77 + 160 * n, ssrc=0xBEEF), 160 * (50 + n))
+    events += rx.flush()
+    assert sorted(placed(events)) == [160 * n for n in range(100)]
+    assert [a.count for a in anomalies(events, "ssrc-change")] == [1]
+    assert (rx.received, rx.lost, rx.ssrc_changes, rx.ssrc) == (100, 0, 1, 0xBEEF)
+
+
+def test_a_new_ssrc_never_lands_on_audio_already_placed() -> None:
+    rx = RtpReceiver("0")
+    rx.push(packet(1, 0), 0)
+    rx.push(packet(2, 160), 160)
+    # Jitter: the new stream's first packet is stamped where the old one's last is.
+    (chunk,) = chunks(rx.push(packet(9, 999, ssrc=0xBEEF), 160))
+    assert chunk.start_sample == 320
+
+
+def test_late_packets_of_the_old_ssrc_fill_their_gap() -> None:
+    rx = RtpReceiver("0")
+    events: list[Event] = []
+    for n in (0, 1, 2, 4):  # seq 3 is held up in the network
+        events += rx.push(packet(n, 160 * n), 160 * n)
+    events += rx.push(packet(500, 0, ssrc=0xBEEF), 800)
+    late = rx.push(packet(3, 480), 840)
+    events += late + rx.push(packet(501, 160, ssrc=0xBEEF), 960)
+    events += rx.flush()
+    assert placed(late) == {480: 160}
+    assert (rx.received, rx.lost, rx.reordered, rx.ssrc) == (7, 0, 1, 0xBEEF)
+
+
+def test_an_ssrc_that_comes_back_is_a_new_stream_and_old_gaps_are_lost() -> None:
+    rx = RtpReceiver("0", reorder_window=4)
+    events: list[Event] = []
+    for n in (0, 1, 3):  # seq 2 never comes
+        events += rx.push(packet(n, 160 * n), 160 * n)
+    for n in range(6):
+        events += rx.push(packet(900 + n, 160 * n, ssrc=0xBEEF), 640 + 160 * n)
+    # Hold ends: the first source returns with new numbering far ahead.
+    back = rx.push(packet(3000, 10**6), 1600)
+    events += back + rx.flush()
+    assert placed(back) == {1600: 160}
+    assert (rx.received, rx.lost, rx.ssrc_changes) == (10, 1, 2)
+
+
+def test_tracking_a_paused_packet_counts_it_once() -> None:
+    """A packet the SBC sends while the m-line is paused is followed (its sequence number
+    is not a gap later) but its audio is dropped."""
+    rx = RtpReceiver("0")
+    rx.push(packet(0, 0), 0)
+    paused = rx.track(packet(1, 160), 160)
+    assert [a.kind for a in paused if isinstance(a, Anomaly)] == ["inactive"]
+    events = rx.push(packet(2, 320), 320) + rx.flush()
+    assert placed(events) == {320: 160}
+    assert (rx.received, rx.paused, rx.lost) == (2, 1, 0)
+
+
+def test_rtcp_is_told_from_rtp_as_rfc5761_says() -> None:
+    receiver_report = bytes([0x81, 201, 0, 7]) + bytes(28)
+    sender_report = bytes([0x80, 200, 0, 6]) + bytes(24)
+    assert is_rtcp(receiver_report) and is_rtcp(sender_report)
+    assert not is_rtcp(packet(1, 2)) and not is_rtcp(packet(1, 2, pt=127)[:8])
+    assert not is_rtcp(bytes([0x81, 201]))

@@ -6,12 +6,11 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import GUIDS, HEADERS, LiveServer, free_port
+from conftest import GUIDS, HEADERS, LiveServer, free_port, wait_serving
 
 from mgsim.client import Client
 
@@ -30,15 +29,7 @@ def serving(*extra: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/openapi.yaml", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") from None
-                time.sleep(0.1)
+        wait_serving(proc, url, lambda: proc.stderr.read().decode() if proc.stderr else "")
         yield url
     finally:
         proc.terminate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from mgsim.media._base import StereoCall, Wire
 from mgsim.media.kvs import split_fragments
 from mgsim.media.rtp import RtpPacket, pack
 from mgsim.server.config import SimulatorConfig
-from mgsim.simulator import Simulator
 from mgsim.transports.metrics import LatenessHistogram, SessionLateness
 from mgsim.transports.playback import SocketPlayResult, play_over_sockets
 from mgsim.transports.senders import AudioHookSender, SiprecSender
@@ -38,16 +36,6 @@ CONVERSATION = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
 
 def sid(n: int) -> str:
     return "CA" + f"{n:032x}"
-
-
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    overrides: dict[str, Any] = getattr(request, "param", {})
-    config = SimulatorConfig(
-        seed=3, sip_port=0, spike_arrest_per_s=None, daily_quota=None, **overrides
-    )
-    with Simulator(config) as sim, ServerThread(sim) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +252,7 @@ def sip_request(method: str, call_id: str = "nobody@x", extra: str = "") -> byte
     ("data", "status", "counter"),
     [
         (sip_request("BYE"), b"SIP/2.0 481", "media.siprec.error.no-dialog"),
-        (sip_request("INVITE"), b"SIP/2.0 420", "media.siprec.error.no-siprec"),
+        (sip_request("INVITE"), b"SIP/2.0 421", "media.siprec.error.no-siprec"),
         (sip_request("INVITE", extra="Require: siprec\r\n"), b"SIP/2.0 415", None),
     ],
 )

@@ -40,6 +40,7 @@ from mgsim.media._base import (
     SessionResumed,
     Wire,
 )
+from mgsim.media.rtp import is_rtcp
 
 __all__ = ["NAMESPACES", "MediaSession", "count_media", "is_media", "merge_accounting"]
 
@@ -61,7 +62,9 @@ def is_media(namespace: str, wire: Wire) -> bool:
     if namespace == "genesysaudiohook":
         return isinstance(wire.data, bytes | bytearray | memoryview)
     if namespace == "siprec":
-        return wire.channel.startswith("rtp:")
+        # RTCP multiplexed on an RTP port (RFC 5761) is no media message.
+        data = wire.data
+        return wire.channel.startswith("rtp:") and not (isinstance(data, bytes) and is_rtcp(data))
     if namespace == "amazonconnect":
         return wire.channel == "kvs"
     raise ConfigError(f"unknown namespace {namespace!r}")

@@ -61,7 +61,7 @@ from mgsim.media.audiohook import AudioHookError, AudioHookSession
 from mgsim.media.g711 import ulaw_decode
 from mgsim.media.kvs import KvsError
 from mgsim.media.sip import SipError
-from mgsim.media.siprec import SiprecSession
+from mgsim.media.siprec_server import SiprecSession
 from mgsim.media.twilio import MuLawFrame, TwilioDecoder, TwilioError
 
 __all__ = [
@@ -229,14 +229,32 @@ class SiprecMediaSession(MediaSession):
 
     def __init__(self, gateway: Gateway, **options: Any) -> None:
         super().__init__(gateway)
-        self.decoder = SiprecSession(**options)
+        self.decoder = SiprecSession(guid_in_use=self._guid_in_use, **options)
+        self._metadata_version = 0
 
     @property
     def bye_in_progress(self) -> bool:
         return self.decoder.bye_in_progress
 
+    def _guid_in_use(self, guid: str) -> str | None:
+        """Why a new INVITE's UCID cannot be recorded (another open call has it), or None.
+
+        Asked before the 200 OK, so a second dialog for a UCID is refused with a final
+        response instead of being answered and then left dead.
+        """
+        existing = self.gateway.calls.get(guid)
+        if existing is None or (existing.source == "sim" and existing.namespace == "siprec"):
+            return None
+        return f"UCID {guid} is already being recorded by another session"
+
     def _decode(self, wire: Wire) -> list[Event]:
-        return self.decoder.feed(wire)
+        events = self.decoder.feed(wire)
+        if self.decoder.metadata_version != self._metadata_version:
+            # Metadata that came after the INVITE (RFC 7866 6.2) updates the call's info.
+            self._metadata_version = self.decoder.metadata_version
+            if self.call is not None:
+                self.call.info.update(self.decoder.info)
+        return events
 
     def _decoder_close(self) -> list[Event]:
         return self.decoder.close()

@@ -6,9 +6,16 @@ As ``GetMedia`` returns them, every fragment is a complete Matroska document::
     Segment (unknown size, as a live producer writes it)
       Info     TimecodeScale 1,000,000 (timecodes in ms)
       Tracks   AUDIO_FROM_CUSTOMER, AUDIO_TO_CUSTOMER (CodecID "A_AAC", payload is PCM)
+      Tags     Tag: AWS_KINESISVIDEO_FRAGMENT_NUMBER / _SERVER_TIMESTAMP / _PRODUCER_TIMESTAMP,
+                    ContactId, InstanceId, MimeType, AUDIO_FROM_CUSTOMER=<n>, AUDIO_TO_CUSTOMER=<n>
+               Tag: AWS_KINESISVIDEO_MILLIS_BEHIND_NOW, AWS_KINESISVIDEO_CONTINUATION_TOKEN
+                    (GetMedia only: :func:`with_reader_tags`)
       Cluster  Timecode (absolute, ms) + SimpleBlocks (track, int16 relative ms, flags, PCM)
-      Tags     AWS_KINESISVIDEO_FRAGMENT_NUMBER / _SERVER_TIMESTAMP / _PRODUCER_TIMESTAMP,
-               ContactId, InstanceId, MimeType, AUDIO_FROM_CUSTOMER=<n>, AUDIO_TO_CUSTOMER=<n>
+
+The fragment's tags come before its Cluster, as GetMedia returns them: a reader (ffprobe,
+the Kinesis Video parser library) meets a fragment's ContactId and numbers before its
+audio, and a Matroska demuxer that reads the head of a segment up to its first Cluster
+lists every tag without seeking.
 
 Track numbers are not fixed, so tracks are always matched by ``Name``. This module holds the
 track names, tag names and Matroska element IDs, :class:`KvsError` (shared by the whole KVS
@@ -37,7 +44,9 @@ from mgsim.media._base import SAMPLE_RATE
 __all__ = [
     "AGENT_TRACK",
     "CUSTOMER_TRACK",
+    "TAG_CONTINUATION_TOKEN",
     "TAG_FRAGMENT_NUMBER",
+    "TAG_MILLIS_BEHIND_NOW",
     "TAG_PRODUCER_TS",
     "TAG_SERVER_TS",
     "TRACK_NAMES",
@@ -53,6 +62,7 @@ __all__ = [
     "read_fragment",
     "restamp_fragment",
     "split_fragments",
+    "with_reader_tags",
 ]
 
 CUSTOMER_TRACK: Final = "AUDIO_FROM_CUSTOMER"
@@ -62,6 +72,8 @@ TRACK_NAMES: Final = (CUSTOMER_TRACK, AGENT_TRACK)
 TAG_FRAGMENT_NUMBER: Final = "AWS_KINESISVIDEO_FRAGMENT_NUMBER"
 TAG_SERVER_TS: Final = "AWS_KINESISVIDEO_SERVER_TIMESTAMP"
 TAG_PRODUCER_TS: Final = "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"
+TAG_MILLIS_BEHIND_NOW: Final = "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW"
+TAG_CONTINUATION_TOKEN: Final = "AWS_KINESISVIDEO_CONTINUATION_TOKEN"
 _AWS_TAGS: Final = (TAG_FRAGMENT_NUMBER, TAG_SERVER_TS, TAG_PRODUCER_TS)
 
 # Matroska element IDs (marker bits included, as written on the wire).
@@ -299,30 +311,71 @@ def build_document(
     return _build_document(tracks, cluster_children, tags)[0]
 
 
-def _build_document(
-    tracks: tuple[AudioTrack, ...], cluster_children: list[bytes], tags: Mapping[str, str]
-) -> tuple[bytes, int]:
-    """The document, and how many bytes follow the Cluster (its Tags)."""
+def _tag(tags: Mapping[str, str]) -> bytes:
+    """One Tag element (empty Targets: the whole segment) holding ``tags`` as SimpleTags."""
     simple_tags = [
         ebml.master_element(
             SIMPLE_TAG, [ebml.string_element(TAG_NAME, k), ebml.string_element(TAG_STRING, v)]
         )
         for k, v in tags.items()
     ]
-    tags_el = ebml.master_element(
-        TAGS, [ebml.master_element(TAG, [ebml.master_element(TARGETS, []), *simple_tags])]
-    )
+    return ebml.master_element(TAG, [ebml.master_element(TARGETS, []), *simple_tags])
+
+
+def _build_document(
+    tracks: tuple[AudioTrack, ...], cluster_children: list[bytes], tags: Mapping[str, str]
+) -> tuple[bytes, int]:
+    """The document, and how many bytes follow the Cluster (none: it comes last)."""
     segment = ebml.master_element(
         SEGMENT,
         [
             _INFO_BYTES,
             ebml.master_element(TRACKS, [t.encode() for t in tracks]),
+            ebml.master_element(TAGS, [_tag(tags)]),
             ebml.master_element(CLUSTER, cluster_children),
-            tags_el,
         ],
         unknown_size=True,
     )
-    return _EBML_HEADER_BYTES + segment, len(tags_el)
+    return _EBML_HEADER_BYTES + segment, 0
+
+
+def with_reader_tags(doc: bytes, tags: Mapping[str, str]) -> bytes:
+    """``doc`` with one more Tag of ``tags`` in its Tags element, which stays before the
+    Cluster: what GetMedia adds to each stored fragment as it sends it
+    (``AWS_KINESISVIDEO_MILLIS_BEHIND_NOW``, ``AWS_KINESISVIDEO_CONTINUATION_TOKEN``).
+
+    Only the Segment's first children are stepped over (a few bytes each); the Cluster is
+    copied as it is. Raises :class:`KvsError` (``corrupt-ebml``) for a document whose
+    Segment has no Tags element before its Cluster.
+
+    >>> f = Fragment((AudioTrack(1, CUSTOMER_TRACK),), 0, (Block(1, 0, b"\\x01\\x00"),), {})
+    >>> doc = with_reader_tags(build_fragment(f), {TAG_MILLIS_BEHIND_NOW: "0"})
+    >>> parse_fragment(doc).tags
+    {'AWS_KINESISVIDEO_MILLIS_BEHIND_NOW': '0'}
+    """
+    try:
+        _, pos = ebml.read_id(doc, 0)
+        size, pos = ebml.read_size(doc, pos)
+        pos += size  # past the EBML header
+        element, pos = ebml.read_id(doc, pos)
+        if element != SEGMENT:
+            raise ebml.EbmlError("no Segment after the EBML header", reason="bad-structure")
+        _, pos = ebml.read_size(doc, pos)
+        while True:
+            start = pos
+            element, pos = ebml.read_id(doc, pos)
+            size, pos = ebml.read_size(doc, pos)
+            if element == CLUSTER or size < 0:
+                raise ebml.EbmlError("no Tags before the Cluster", reason="bad-structure")
+            if element == TAGS:
+                end = pos + size
+                if end > len(doc):
+                    raise ebml.EbmlError("Tags cut short", reason="truncated")
+                tags_el = ebml.master_element(TAGS, [doc[pos:end], _tag(tags)])
+                return doc[:start] + tags_el + doc[end:]
+            pos += size
+    except ebml.EbmlError as exc:
+        raise KvsError(f"corrupt fragment: {exc}", reason="corrupt-ebml") from exc
 
 
 def _only(elements: list[ebml.Element], element_id: int, what: str) -> ebml.Element:

@@ -22,7 +22,9 @@ from typing import Final
 
 from mgsim.media._base import Wire
 from mgsim.media.kvs_mkv import (
+    TAG_CONTINUATION_TOKEN,
     TAG_FRAGMENT_NUMBER,
+    TAG_MILLIS_BEHIND_NOW,
     TAG_PRODUCER_TS,
     TAG_SERVER_TS,
     Fragment,
@@ -31,6 +33,7 @@ from mgsim.media.kvs_mkv import (
     format_timestamp,
     read_fragment,
     restamp_fragment,
+    with_reader_tags,
 )
 
 __all__ = [
@@ -261,9 +264,31 @@ class KinesisVideoStream:
         end = self._base + len(self._fragments)
         return [f.data for f in new], Cursor(end, new[-1].number)
 
+    def read_media(self, cursor: Cursor) -> tuple[list[bytes], Cursor]:
+        """:meth:`read` as GetMedia sends it: each fragment gains a Tag (before its
+        Cluster) with ``AWS_KINESISVIDEO_MILLIS_BEHIND_NOW``, how far its server timestamp
+        is behind the stream's latest fragment's in ms, and
+        ``AWS_KINESISVIDEO_CONTINUATION_TOKEN``, its fragment number: a ``CONTINUATION_TOKEN``
+        selector with it goes on after that fragment."""
+        new = self._fragments[max(0, cursor.position - self._base) :]
+        if not new:
+            return [], cursor
+        latest = new[-1].server_ms
+        docs = [
+            with_reader_tags(
+                f.data,
+                {
+                    TAG_MILLIS_BEHIND_NOW: str(latest - f.server_ms),
+                    TAG_CONTINUATION_TOKEN: f.number,
+                },
+            )
+            for f in new
+        ]
+        return docs, Cursor(self._base + len(self._fragments), new[-1].number)
+
     def get_media(self, selector: StartSelector) -> list[bytes]:
         """One GetMedia call drained to the current end of the stream."""
-        return self.read(self.start(selector))[0]
+        return self.read_media(self.start(selector))[0]
 
 
 class KinesisVideoStore:

@@ -13,6 +13,14 @@ Sequence numbers are extended past 65535; gaps become ``"loss"`` anomalies once 
 older than the reorder window (or at :meth:`RtpReceiver.flush`), late fillers
 ``"reorder"`` anomalies, and repeats ``"duplicate"`` anomalies (the repeat is dropped).
 
+The receiver follows its m-line, not one SSRC: SBCs change the SSRC when they re-anchor
+media, transfer or hold a call (RFC 3550 8.2 lets a source change it at any time). A new
+SSRC is a new stream on the same timeline, anchored where its first packet arrives (never
+over audio already placed), reported as an ``"ssrc-change"`` anomaly and counted in
+``ssrc_changes``; the old stream's outstanding gaps stay open for its late packets until
+the new stream is a reorder window ahead. :func:`is_rtcp` tells RTCP apart from RTP as
+RFC 5761 section 4 does, for RTCP that arrives on an RTP port.
+
 >>> data = pack(RtpPacket(sequence=65535, timestamp=160, ssrc=7, payload=b"\\xff" * 160))
 >>> rx = RtpReceiver("0")
 >>> [type(e).__name__ for e in rx.push(data, arrival_sample=0)]
@@ -37,6 +45,7 @@ __all__ = [
     "RtpError",
     "RtpPacket",
     "RtpReceiver",
+    "is_rtcp",
     "pack",
     "unpack",
 ]
@@ -55,13 +64,37 @@ _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 _TS_HALF = 1 << 31
 _MAX_TRACKED_GAP = 3000  # 60 s of 20 ms packets; larger jumps are counted lost at once
+_MAX_RETIRED = 4  # replaced SSRCs kept for their late packets
+# Per-stream state: what a new SSRC starts afresh and a replaced one keeps for late packets.
+_STREAM_STATE = (
+    "ssrc",
+    "_max_seq",
+    "_first",
+    "_early",
+    "_ref_ts",
+    "_offset",
+    "_missing",
+    "_missing_order",
+    "_declared_lost",
+    "_declared_order",
+)
+
+
+def is_rtcp(data: bytes) -> bool:
+    """Whether a datagram is RTCP rather than RTP (RFC 5761 section 4: version 2 and a
+    second byte of 192..223, where RTCP packet types such as SR 200 and RR 201 fall).
+
+    >>> is_rtcp(bytes([0x81, 201, 0, 1]) + bytes(4)), is_rtcp(bytes([0x80, 0]) + bytes(10))
+    (True, False)
+    """
+    return len(data) >= 8 and data[0] >> 6 == 2 and 192 <= data[1] <= 223
 
 
 class RtpError(MediaError):
     """An RTP packet that cannot be used.
 
     ``reason`` is one of ``"truncated"``, ``"bad-version"``, ``"bad-length"``,
-    ``"bad-payload-type"``, ``"unknown-ssrc"`` or ``"no-session"``.
+    ``"bad-payload-type"`` or ``"no-session"``.
     """
 
 
@@ -162,19 +195,29 @@ class RtpReceiver:
     missing one may lag the newest before it is declared lost; a packet older than that
     arrives as a ``"late"`` anomaly and is dropped; if it had been counted lost, a
     ``"recovered"`` anomaly takes it off the loss first, so every packet is counted once.
-    Counters: ``received``, ``lost``, ``reordered``, ``duplicates``, ``late``.
+    Counters: ``received``, ``lost``, ``reordered``, ``duplicates``, ``late``, ``paused``
+    (see :meth:`track`) and ``ssrc_changes``.
     """
 
     def __init__(self, channel: str, *, payload_type: int = PCMU, reorder_window: int = 64):
         self.channel = channel
         self.payload_type = payload_type
         self.reorder_window = reorder_window
-        self.ssrc: int | None = None
         self.received = 0
         self.lost = 0
         self.reordered = 0
         self.duplicates = 0
         self.late = 0
+        self.paused = 0
+        """Packets that arrived while the m-line was paused (tracked, their audio dropped)."""
+        self.ssrc_changes = 0
+        self._end = 0  # first sample after the newest audio placed (anchor for a new SSRC)
+        self._anchor = 0  # where the current stream's first packet was placed
+        self._retired: dict[int, dict[str, object]] = {}  # replaced SSRCs, oldest first
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.ssrc: int | None = None
         self._max_seq = 0  # highest extended sequence number seen
         self._first = 0  # extended sequence number of the first packet
         self._early: set[int] = set()  # packets before the first one, received late
@@ -185,6 +228,13 @@ class RtpReceiver:
         # Recently declared lost (bounded): one of them arriving after all is not lost.
         self._declared_lost: set[int] = set()
         self._declared_order: deque[int] = deque()
+
+    def _save(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in _STREAM_STATE}
+
+    def _load(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def push(self, data: bytes, arrival_sample: int) -> list[Event]:
         """Take one packet that arrived at media sample ``arrival_sample``.
@@ -202,6 +252,7 @@ class RtpReceiver:
                 and b1 == self.payload_type
                 and seq == top & 0xFFFF
                 and (not pending or pending[0] > top - self.reorder_window)
+                and not self._retired
             ):
                 ref = self._ref_ts
                 ext_ts = ref + ((ts - ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -210,8 +261,28 @@ class RtpReceiver:
                     self._max_seq = top
                     self._ref_ts = ext_ts
                     self.received += 1
-                    return [AudioChunk(self.channel, sample, ulaw_decode(data[HEADER_SIZE:]))]
+                    pcm = ulaw_decode(data[HEADER_SIZE:])
+                    end = sample + len(pcm)
+                    if end > self._end:
+                        self._end = end
+                    return [AudioChunk(self.channel, sample, pcm)]
         return self._push(data, arrival_sample)
+
+    def track(self, data: bytes, arrival_sample: int) -> list[Event]:
+        """Take a packet that arrived while its m-line is paused: its sequence number and
+        timestamp are followed (so it is not counted lost later, and a new SSRC is noticed)
+        but its audio is dropped. Returns the anomalies, ending with ``"inactive"``; the
+        packet counts in ``paused``, not ``received``.
+        """
+        before = self.received
+        events: list[Event] = [
+            e for e in self._push(data, arrival_sample) if not isinstance(e, AudioChunk)
+        ]
+        if self.received > before:
+            self.received -= 1
+            self.paused += 1
+        events.append(Anomaly("inactive", "RTP while the recording is paused", self.channel))
+        return events
 
     def _push(self, data: bytes, arrival_sample: int) -> list[Event]:
         b1, seq, ts, ssrc, start, end = _parse(data)
@@ -221,17 +292,20 @@ class RtpReceiver:
                 reason="bad-payload-type",
             )
         events: list[Event] = []
+        if ssrc != self.ssrc and self.ssrc is not None:
+            retired = self._retired.get(ssrc)
+            if retired is not None and self._predates_switch(retired, seq, ts):
+                return self._push_retired(ssrc, data, arrival_sample)
+            events += self._switch(ssrc, arrival_sample)
+            arrival_sample = self._anchor
         if self.ssrc is None:
+            self._anchor = arrival_sample
             self.ssrc = ssrc
             self._max_seq = self._first = seq
             self._ref_ts = ts
             self._offset = arrival_sample - ts
             ext_ts = ts
         else:
-            if ssrc != self.ssrc:
-                raise RtpError(
-                    f"SSRC {ssrc:#010x} on a stream of {self.ssrc:#010x}", reason="unknown-ssrc"
-                )
             top = self._max_seq
             delta = ((seq - top + 0x8000) & 0xFFFF) - 0x8000
             ext_ts = self._ref_ts + ((ts - self._ref_ts + _TS_HALF) & 0xFFFFFFFF) - _TS_HALF
@@ -273,6 +347,8 @@ class RtpReceiver:
                 and self._missing_order[0] <= self._max_seq - self.reorder_window
             ):
                 self._expire(self._max_seq - self.reorder_window + 1, events)
+            if self._retired and self._max_seq - self._first >= self.reorder_window:
+                self._close_retired(events)
         self.received += 1
         sample = ext_ts + self._offset
         pcm = ulaw_decode(data[start:end])
@@ -282,14 +358,75 @@ class RtpReceiver:
             pcm = pcm[-sample:]
             sample = 0
         if len(pcm):
+            if sample + len(pcm) > self._end:
+                self._end = sample + len(pcm)
             events.append(AudioChunk(self.channel, sample, pcm))
         return events
 
     def flush(self) -> list[Event]:
         """Declare every outstanding gap lost (call at the end of the stream)."""
         events: list[Event] = []
+        self._close_retired(events)
         self._expire(self._max_seq + 1, events)
         return events
+
+    # -- SSRC changes
+
+    def _switch(self, ssrc: int, arrival_sample: int) -> list[Event]:
+        """Start following ``ssrc`` on this m-line; the current stream is retired."""
+        old = self.ssrc
+        assert old is not None
+        events: list[Event] = []
+        again = self._retired.pop(ssrc, None)
+        if again is not None:
+            # The SSRC comes back with newer packets: a new stream; its old gaps are lost.
+            current = self._save()
+            self._load(again)
+            self._expire(self._max_seq + 1, events)
+            self._load(current)
+        self._retired[old] = self._save()
+        while len(self._retired) > _MAX_RETIRED:
+            self._close_one(next(iter(self._retired)), events)
+        self._fresh()
+        self.ssrc_changes += 1
+        self._anchor = max(arrival_sample, self._end)
+        events.append(
+            Anomaly("ssrc-change", f"SSRC {old:#010x} replaced by {ssrc:#010x}", self.channel)
+        )
+        return events
+
+    def _predates_switch(self, state: dict[str, object], seq: int, ts: int) -> bool:
+        """Whether a packet of the retired stream ``state`` belongs before the switch (a
+        late or reordered one) rather than restarting that SSRC."""
+        top = state["_max_seq"]
+        ref = state["_ref_ts"]
+        offset = state["_offset"]
+        assert isinstance(top, int) and isinstance(ref, int) and isinstance(offset, int)
+        delta = ((seq - top + 0x8000) & 0xFFFF) - 0x8000
+        if delta <= 0:
+            return -delta < max(self.reorder_window, _MAX_TRACKED_GAP)
+        ext_ts = ref + ((ts - ref + _TS_HALF) & 0xFFFFFFFF) - _TS_HALF
+        return delta < self.reorder_window and ext_ts + offset < self._anchor
+
+    def _push_retired(self, ssrc: int, data: bytes, arrival_sample: int) -> list[Event]:
+        current = self._save()
+        self._load(self._retired[ssrc])
+        try:
+            return self._push(data, arrival_sample)
+        finally:
+            self._retired[ssrc] = self._save()
+            self._load(current)
+
+    def _close_one(self, ssrc: int, events: list[Event]) -> None:
+        current = self._save()
+        self._load(self._retired.pop(ssrc))
+        self._expire(self._max_seq + 1, events)
+        self._load(current)
+
+    def _close_retired(self, events: list[Event]) -> None:
+        """The retired streams' late packets are now too late: their gaps are lost."""
+        for ssrc in list(self._retired):
+            self._close_one(ssrc, events)
 
     def _note_gap(self, first: int, last_excl: int, events: list[Event]) -> None:
         if last_excl - first > _MAX_TRACKED_GAP:

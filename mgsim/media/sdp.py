@@ -90,16 +90,22 @@ class MediaDescription:
     @property
     def offers_pcmu(self) -> bool:
         """True when PCMU is among the formats (static type 0 or a PCMU/8000 rtpmap)."""
+        return self.pcmu_payload_type is not None
+
+    @property
+    def pcmu_payload_type(self) -> int | None:
+        """The payload type the m-line offers PCMU as (0, or a dynamic type mapped to
+        PCMU/8000 by ``a=rtpmap``), the first if several; None without PCMU."""
         mapping = self.rtpmap()
         for fmt in self.formats:
             if not (fmt.isascii() and fmt.isdigit()):
                 continue
             encoding = mapping.get(int(fmt))
             if encoding is None and int(fmt) == _PCMU:
-                return True
+                return _PCMU
             if encoding is not None and encoding.upper().startswith("PCMU/8000"):
-                return True
-        return False
+                return int(fmt)
+        return None
 
     def lines(self) -> list[str]:
         out = [f"m={self.media} {self.port} {self.proto} {' '.join(self.formats)}"]
@@ -221,7 +227,8 @@ def build_answer(
     session_id: int = 1,
     version: int = 1,
 ) -> SessionDescription:
-    """The recording server's answer: PCMU on each offered audio m-line, ``recvonly``
+    """The recording server's answer: PCMU on each offered audio m-line, as the payload
+    type the offer gave it (an answer lists formats of the offer, RFC 3264 6.1), ``recvonly``
     (``inactive`` when the offer is inactive). Lines beyond ``ports`` or without PCMU are
     refused with port 0, as RFC 3264 requires."""
     media: list[MediaDescription] = []
@@ -234,15 +241,17 @@ def build_answer(
         if usable:
             port = ports[audio_index]
             audio_index += 1
-            attrs += [("rtpmap", "0 PCMU/8000"), ("ptime", "20")]
+            pt = m.pcmu_payload_type
+            attrs += [("rtpmap", f"{pt} PCMU/8000"), ("ptime", "20")]
             attrs.append((_ANSWER_DIRECTION[m.direction], None))
-            media.append(MediaDescription("audio", port, m.proto, ("0",), attrs))
+            media.append(MediaDescription("audio", port, m.proto, (str(pt),), attrs))
         else:
             media.append(MediaDescription(m.media, 0, m.proto, m.formats[:1] or ("0",), attrs))
     return SessionDescription(
         origin=f"mgsim-srs {session_id} {version} IN IP4 {address}",
         name="SIPREC",
         connection=f"IN IP4 {address}",
+        timing=offer.timing,  # RFC 3264 6: the answer's t= equals the offer's
         media=media,
     )
 

@@ -19,6 +19,7 @@ other and ``Content-Length`` frames them (:class:`SipStreamParser`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "build_multipart",
     "canonical_name",
     "header_param",
+    "local_tag",
     "parse_content_type",
     "parse_message",
     "parse_multipart",
@@ -53,11 +55,13 @@ REASONS: dict[int, str] = {
     405: "Method Not Allowed",
     415: "Unsupported Media Type",
     420: "Bad Extension",
+    421: "Extension Required",
     481: "Call/Transaction Does Not Exist",
     486: "Busy Here",
     488: "Not Acceptable Here",
     500: "Server Internal Error",
     501: "Not Implemented",
+    503: "Service Unavailable",
     513: "Message Too Large",
 }
 """Reason phrases of the statuses mgsim sends."""
@@ -95,9 +99,11 @@ _CANONICAL = {
         "CSeq",
         "Max-Forwards",
         "MIME-Version",
+        "Record-Route",
         "Require",
         "Unsupported",
         "User-Agent",
+        "Warning",
         "User-to-User",
         "WWW-Authenticate",
     )
@@ -238,6 +244,20 @@ class SipError(MediaError):
         return response_to(req, self.sip_status, headers=self.headers)
 
 
+def local_tag(call_id: str) -> str:
+    """The To tag a server puts on its responses for ``call_id``.
+
+    RFC 3261 8.2.6.2 asks for a tag on every response but 100 Trying, and a dialog's
+    responses must all carry the same one. Deriving it from the Call-ID makes every answer
+    for a call (the 200 OK, a 481, an error refusing a re-INVITE) agree without state, and
+    lets a scripted client send in-dialog requests without reading the 200 OK first.
+
+    >>> local_tag("a84b4c76e66710@pc33.example.com")
+    '52367391cf35'
+    """
+    return hashlib.sha1(call_id.encode("utf-8", "replace")).hexdigest()[:12]
+
+
 def response_to(
     request: SipMessage,
     status: int,
@@ -248,7 +268,10 @@ def response_to(
     reason: str | None = None,
 ) -> SipMessage:
     """A response copying the request's Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6),
-    adding ``;tag=to_tag`` to To unless it already has a tag."""
+    adding ``;tag=to_tag`` to To unless it already has a tag. Without ``to_tag`` every
+    response but a 100 gets :func:`local_tag` of the Call-ID, as 8.2.6.2 requires."""
+    if to_tag is None and status > 100:
+        to_tag = local_tag(request.call_id)
     copied: list[tuple[str, str]] = [(k, v) for k, v in request.headers if k == "Via"]
     for name in ("From", "To", "Call-ID", "CSeq"):
         value = request.get(name)

@@ -6,10 +6,10 @@ PCMU m-lines plus RFC 7865 metadata), the ACK, 20 ms RTP packets on ``"rtp:0"`` 
 ``"rtp:1"`` (top and second m-line) interleaved by time, a re-INVITE with ``a=inactive``
 and one back to ``sendonly`` around each pause, and a BYE.
 
-:class:`SiprecSession` is the recording server's side of one such dialog: it validates the
-INVITE, answers ``recvonly`` on its own ports, turns RTP into
-:class:`~mgsim.media._base.AudioChunk` records on channels ``"0"`` and ``"1"`` and reports
-pauses, loss, reordering and the end of the call.
+:class:`SiprecSession` (from :mod:`mgsim.media.siprec_server`) is the recording server's
+side of one such dialog: it validates the INVITE, answers ``recvonly`` on its own ports,
+turns RTP into :class:`~mgsim.media._base.AudioChunk` records on channels ``"0"`` and
+``"1"`` and reports pauses, loss, reordering and the end of the call.
 
 The UCID (the ``guid`` of start-streaming, in decimal form) travels where each vendor puts
 it: ``generic`` in the metadata's extension data, ``cisco`` in a ``Cisco-Guid`` header,
@@ -19,7 +19,7 @@ its metadata with a namespace prefix, bare ``<name>`` elements and no
 ``participantstreamassoc``, so the server must fall back to label order.
 
 >>> import numpy as np
->>> from mgsim.media._base import StereoCall
+>>> from mgsim.media._base import SessionOpened, StereoCall
 >>> tone = (np.sin(np.arange(800) / 5) * 8000).astype(np.int16)
 >>> session = SiprecSession()
 >>> events = [e for w in encode(StereoCall(tone, tone // 2), guid="00002542391662063156",
@@ -32,53 +32,26 @@ its metadata with a namespace prefix, bare ``<name>`` elements and no
 from __future__ import annotations
 
 import base64
-import hashlib
 import math
 import struct
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from mgsim.errors import ConfigError
-from mgsim.media._base import (
-    Anomaly,
-    Event,
-    Reply,
-    SessionClosed,
-    SessionOpened,
-    SessionPaused,
-    SessionResumed,
-    StereoCall,
-    Wire,
-)
+from mgsim.media._base import StereoCall, Wire
 from mgsim.media.g711 import ulaw_encode
-from mgsim.media.rsmetadata import (
-    CONTENT_TYPE as METADATA_TYPE,
-)
-from mgsim.media.rsmetadata import (
-    Participant,
-    RecordingMetadata,
-    Stream,
-    build_metadata,
-    parse_metadata,
-)
-from mgsim.media.rtp import RtpError, RtpReceiver
-from mgsim.media.sdp import build_answer, build_offer, check_recording_offer, parse_sdp
-from mgsim.media.sip import (
-    MAX_MESSAGE,
-    BodyPart,
-    SipError,
-    SipMessage,
-    build_multipart,
-    header_param,
-    parse_content_type,
-    parse_message,
-    parse_multipart,
-    response_to,
-)
+from mgsim.media.rsmetadata import CONTENT_TYPE as METADATA_TYPE
+from mgsim.media.rsmetadata import Participant, RecordingMetadata, Stream, build_metadata
+from mgsim.media.sdp import build_offer
+from mgsim.media.sip import BodyPart, SipMessage, build_multipart
+from mgsim.media.sip import local_tag as server_tag
+from mgsim.media.siprec_server import ACCEPT as _ACCEPT
+from mgsim.media.siprec_server import ALLOW as _ALLOW
+from mgsim.media.siprec_server import CHANNELS, SiprecSession
+from mgsim.media.siprec_ucid import ucid_from_uui, ucid_to_uui
 
 __all__ = [
     "CHANNELS",
@@ -93,10 +66,6 @@ __all__ = [
 
 MediaLineOrder = Literal["CUSTOMER_FIRST", "AGENT_FIRST"]
 Vendor = Literal["generic", "cisco", "avaya"]
-SessionState = Literal["idle", "active", "paused", "closing", "closed"]
-
-CHANNELS = ("0", "1")
-"""Participant channels of a SIPREC session: the top and the second audio m-line."""
 
 FRAME_SAMPLES = 160
 FRAME_MS = 20
@@ -104,50 +73,6 @@ SRC_HOST = "192.0.2.10"
 SRS_HOST = "192.0.2.20"
 SRC_PORTS = (20000, 20002)
 LABELS = ("1", "2")
-_ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
-_ACCEPT = f"application/sdp, {METADATA_TYPE}, multipart/mixed"
-_UUI_UCID = "FA08"  # UCID information element: tag 0xFA, 8 bytes long
-
-
-def server_tag(call_id: str) -> str:
-    """The To tag the recording server puts on its dialog.
-
-    It is derived from the Call-ID so a scripted client can send in-dialog requests (ACK,
-    re-INVITE, BYE) without reading the 200 OK first.
-    """
-    return hashlib.sha1(call_id.encode("utf-8", "replace")).hexdigest()[:12]
-
-
-def ucid_to_uui(ucid: str) -> str | None:
-    """The hex ``User-to-User`` value carrying a 20-digit decimal Avaya UCID, or None when
-    the id does not have that layout (5-digit node, 5-digit sequence, 10-digit time).
-
-    >>> ucid_to_uui("00025000160955721139")
-    '00FA080019001038F725B3;encoding=hex'
-    """
-    if len(ucid) != 20 or not ucid.isdigit() or not ucid.isascii():
-        return None
-    node, seq, stamp = int(ucid[:5]), int(ucid[5:10]), int(ucid[10:])
-    if node > 0xFFFF or seq > 0xFFFF or stamp > 0xFFFFFFFF:
-        return None
-    return f"00{_UUI_UCID}{node:04X}{seq:04X}{stamp:08X};encoding=hex"
-
-
-def ucid_from_uui(value: str) -> str | None:
-    """The decimal UCID in a hex ``User-to-User`` value (with or without the protocol
-    discriminator byte), or None when there is none.
-
-    >>> ucid_from_uui("00FA080019001038F725B3;encoding=hex")
-    '00025000160955721139'
-    """
-    hexdigits = value.split(";", 1)[0].strip().upper()
-    for start in (2, 0):
-        if hexdigits[start : start + 4] == _UUI_UCID:
-            body = hexdigits[start + 4 : start + 20]
-            if len(body) == 16 and all(c in "0123456789ABCDEF" for c in body):
-                node, seq, stamp = int(body[:4], 16), int(body[4:8], 16), int(body[8:], 16)
-                return f"{node:05d}{seq:05d}{stamp:010d}"
-    return None
 
 
 def encode(
@@ -405,290 +330,3 @@ class _Dialog:
         self.cseq += 1
         headers = self._headers("BYE", in_dialog=True)
         return SipMessage.request("BYE", f"sip:srs@{SRS_HOST}", headers).to_bytes()
-
-
-class SiprecSession:
-    """The recording server's side of one SIPREC dialog (a push decoder).
-
-    ``ports`` are the two RTP ports put in the SDP answer (a real transport binds them
-    first), ``address`` the answer's connection address. :meth:`feed` takes
-    :class:`~mgsim.media._base.Wire` messages on ``"sip"``, ``"rtp:0"`` and ``"rtp:1"``;
-    it raises :class:`~mgsim.media.sip.SipError` (with ``sip_status`` and
-    ``to_response()``) or :class:`~mgsim.media.rtp.RtpError` for a message it refuses,
-    counts them in :attr:`errors` and keeps going. ``state`` is ``idle`` → ``active`` ⇄
-    ``paused`` → ``closing`` (BYE received, :attr:`bye_in_progress`) → ``closed``
-    (after :meth:`close`).
-    """
-
-    def __init__(
-        self,
-        *,
-        ports: tuple[int, int] = (40000, 40002),
-        address: str = "127.0.0.1",
-        max_message: int = MAX_MESSAGE,
-        reorder_window: int = 64,
-    ) -> None:
-        self.ports = ports
-        self.address = address
-        self.max_message = max_message
-        self.reorder_window = reorder_window
-        self.state: SessionState = "idle"
-        self.guid: str | None = None
-        self.call_id: str | None = None
-        self.info: dict[str, Any] = {}
-        self.errors: Counter[str] = Counter()
-        self._tag = ""
-        self._sdp_version = 0
-        self._receivers: dict[str, RtpReceiver] = {}
-        self._flushed = False
-
-    @property
-    def bye_in_progress(self) -> bool:
-        """True from the BYE until :meth:`close`: the control plane answers 409-203 then."""
-        return self.state == "closing"
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Per channel packet counters: received, lost, reordered, duplicates, late."""
-        return {
-            rx.channel: {
-                "received": rx.received,
-                "lost": rx.lost,
-                "reordered": rx.reordered,
-                "duplicates": rx.duplicates,
-                "late": rx.late,
-            }
-            for rx in self._receivers.values()
-        }
-
-    def feed(self, message: Wire) -> list[Event]:
-        """Take one message; return what it produced (see the class docstring)."""
-        rx = self._receivers.get(message.channel)
-        if rx is not None and self.state == "active":
-            data = message.data
-            try:
-                if type(data) is not bytes:
-                    if not isinstance(data, bytearray | memoryview):
-                        raise RtpError("RTP data must be bytes", reason="bad-length")
-                    data = bytes(data)
-                return rx.push(data, round(message.at_ms * 8))
-            except RtpError as exc:
-                self.errors[exc.reason] += 1
-                raise
-        if message.channel == "sip":
-            return self._feed_sip(message)
-        if rx is not None and self.state == "paused":
-            return [Anomaly("inactive", "RTP while the recording is paused", rx.channel)]
-        if message.channel.startswith("rtp:"):
-            self.errors["no-session"] += 1
-            raise RtpError(f"RTP on {message.channel} outside an open session", reason="no-session")
-        raise ConfigError(f"unknown channel {message.channel!r}")
-
-    def close(self) -> list[Event]:
-        """End the session: declare outstanding gaps lost and, when no BYE came, report
-        ``SessionClosed("closed")``."""
-        events = self._flush()
-        if self.state in ("active", "paused"):
-            events.append(SessionClosed("closed"))
-        self.state = "closed"
-        return events
-
-    def _flush(self) -> list[Event]:
-        if self._flushed:
-            return []
-        self._flushed = True
-        events: list[Event] = []
-        for rx in self._receivers.values():
-            events.extend(rx.flush())
-        return events
-
-    def _feed_sip(self, message: Wire) -> list[Event]:
-        raw = message.data.encode() if isinstance(message.data, str) else message.data
-        msg: SipMessage | None = None
-        try:
-            msg = parse_message(raw, max_size=self.max_message)
-            return self._handle(msg, round(message.at_ms * 8))
-        except SipError as exc:
-            if exc.request is None:
-                exc.request = msg
-            self.errors[f"sip-{exc.sip_status}"] += 1
-            raise
-
-    def _handle(self, msg: SipMessage, at_sample: int) -> list[Event]:
-        if not msg.is_request:
-            return [Anomaly("unexpected-response", msg.start_line)]
-        method = msg.method
-        same_dialog = self.call_id is not None and msg.call_id == self.call_id
-        if method == "ACK":
-            return [] if same_dialog else [Anomaly("stray-ack", msg.call_id)]
-        if method == "OPTIONS":
-            headers = [("Allow", _ALLOW), ("Accept", _ACCEPT), ("Supported", "siprec")]
-            return [Reply("sip", response_to(msg, 200, headers=headers).to_bytes())]
-        if method == "INVITE" and self.state == "idle":
-            return self._open(msg)
-        if method not in ("INVITE", "BYE", "CANCEL"):
-            raise SipError(
-                f"{method} is not supported",
-                sip_status=405,
-                reason="bad-method",
-                headers=[("Allow", _ALLOW)],
-            )
-        if not same_dialog or self.state not in ("active", "paused") or method == "CANCEL":
-            if method == "INVITE" and not same_dialog and self.state in ("active", "paused"):
-                raise SipError("the session already records a call", sip_status=486, reason="busy")
-            raise SipError(f"no dialog for {method}", sip_status=481, reason="no-dialog")
-        to_tag = header_param(msg.get("To") or "", "tag")
-        if to_tag is not None and to_tag != self._tag:
-            raise SipError(f"To tag {to_tag!r} is not ours", sip_status=481, reason="no-dialog")
-        if method == "BYE":
-            events = self._flush()
-            self.state = "closing"
-            events.append(Reply("sip", self._ok(msg).to_bytes()))
-            events.append(SessionClosed("bye"))
-            return events
-        return self._reinvite(msg, at_sample)
-
-    def _ok(self, msg: SipMessage, sdp: bytes | None = None) -> SipMessage:
-        headers = [("Contact", f"<sip:srs@{self.address}>")]
-        if sdp is not None:
-            headers.append(("Content-Type", "application/sdp"))
-        return response_to(msg, 200, to_tag=self._tag, headers=headers, body=sdp or b"")
-
-    def _open(self, msg: SipMessage) -> list[Event]:
-        if "siprec" not in msg.tokens("Require"):
-            raise SipError("INVITE without Require: siprec", sip_status=420, reason="no-siprec")
-        media_type, _ = parse_content_type(msg.get("Content-Type") or "")
-        if media_type != "multipart/mixed":
-            raise SipError(
-                f"INVITE body is {media_type or 'missing'}, expected multipart/mixed",
-                sip_status=415,
-                reason="not-multipart",
-                headers=[("Accept", _ACCEPT)],
-            )
-        parts = parse_multipart(msg.get("Content-Type") or "", msg.body)
-        by_type = {parse_content_type(p.content_type)[0]: p.body for p in parts}
-        if "application/sdp" not in by_type:
-            raise SipError(
-                "multipart body without application/sdp",
-                sip_status=415,
-                reason="no-sdp",
-                headers=[("Accept", _ACCEPT)],
-            )
-        offer = parse_sdp(by_type["application/sdp"])
-        top, second = check_recording_offer(offer)
-        raw_meta = by_type.get(METADATA_TYPE, by_type.get("application/rs-metadata"))
-        meta = parse_metadata(raw_meta) if raw_meta is not None else None
-        self.call_id = msg.call_id
-        self._tag = server_tag(self.call_id)
-        self._sdp_version = 1
-        answer = build_answer(offer, address=self.address, ports=self.ports)
-        self.guid, vendor, source = _find_ucid(msg, meta)
-        self.info = _session_info(msg, meta, (top.label, second.label), vendor, source)
-        self.info["offer_ports"] = (top.port, second.port)
-        self.info["answer_ports"] = self.ports
-        self._receivers = {
-            f"rtp:{i}": RtpReceiver(ch, reorder_window=self.reorder_window)
-            for i, ch in enumerate(CHANNELS)
-        }
-        paused = top.direction == second.direction == "inactive"
-        self.state = "paused" if paused else "active"
-        events: list[Event] = [
-            Reply("sip", self._ok(msg, answer.to_bytes()).to_bytes()),
-            SessionOpened(self.guid, CHANNELS, self.info),
-        ]
-        if paused:
-            events.append(SessionPaused(0))
-        return events
-
-    def _reinvite(self, msg: SipMessage, at_sample: int) -> list[Event]:
-        media_type, _ = parse_content_type(msg.get("Content-Type") or "")
-        body = msg.body
-        if media_type.startswith("multipart/"):
-            parts = parse_multipart(msg.get("Content-Type") or "", body)
-            sdp_parts = [
-                p.body for p in parts if p.content_type.lower().startswith("application/sdp")
-            ]
-            body = sdp_parts[0] if sdp_parts else b""
-        elif media_type != "application/sdp" and body:
-            raise SipError(
-                f"re-INVITE body is {media_type}",
-                sip_status=415,
-                reason="not-sdp",
-                headers=[("Accept", _ACCEPT)],
-            )
-        if not body:
-            return [Reply("sip", self._ok(msg).to_bytes())]
-        offer = parse_sdp(body)
-        top, second = check_recording_offer(offer)
-        self._sdp_version += 1
-        answer = build_answer(
-            offer, address=self.address, ports=self.ports, version=self._sdp_version
-        )
-        events: list[Event] = [Reply("sip", self._ok(msg, answer.to_bytes()).to_bytes())]
-        inactive = top.direction == second.direction == "inactive"
-        if inactive and self.state == "active":
-            self.state = "paused"
-            events.append(SessionPaused(at_sample))
-        elif not inactive and self.state == "paused":
-            self.state = "active"
-            events.append(SessionResumed(at_sample))
-        return events
-
-
-def _find_ucid(msg: SipMessage, meta: RecordingMetadata | None) -> tuple[str, str, str]:
-    """``(guid, vendor, where)``: the UCID from the places each vendor uses, else Call-ID."""
-    cisco = msg.get("Cisco-Guid")
-    if cisco:
-        return cisco.strip(), "cisco", "Cisco-Guid"
-    for uui in msg.get_all("User-to-User"):
-        ucid = ucid_from_uui(uui)
-        if ucid is not None:
-            return ucid, "avaya", "User-to-User"
-    x_ucid = msg.get("X-UCID")
-    if x_ucid:
-        return x_ucid.strip(), "avaya", "X-UCID"
-    if meta is not None and meta.ucid:
-        return ucid_from_uui(meta.ucid) or meta.ucid, "generic", "metadata"
-    return msg.call_id, "unknown", "Call-ID"
-
-
-def _session_info(
-    msg: SipMessage,
-    meta: RecordingMetadata | None,
-    labels: tuple[str | None, str | None],
-    vendor: str,
-    source: str,
-) -> dict[str, Any]:
-    contact = msg.get("Contact") or ""
-    info: dict[str, Any] = {
-        "call_id": msg.call_id,
-        "vendor": vendor,
-        "guid_source": source,
-        "labels": labels,
-        "src_feature": "+sip.src" in contact,
-        "participants": [],
-        "associations": None,
-        "channel_participants": {ch: None for ch in CHANNELS},
-        "metadata": dict(meta.found) if meta is not None else {"present": "no"},
-    }
-    if meta is None:
-        return info
-    label_map = meta.label_map()
-    label_of = {s.stream_id: s.label for s in meta.streams}
-    info["participants"] = [
-        {
-            "participant_id": p.participant_id,
-            "name": p.name,
-            "aor": p.aor,
-            "labels": [lab for lab, pid in label_map.items() if pid == p.participant_id],
-        }
-        for p in meta.participants
-    ]
-    if meta.associations is not None:
-        info["associations"] = {
-            pid: [label_of.get(sid, sid) for sid in sids] for pid, sids in meta.associations.items()
-        }
-    info["channel_participants"] = {
-        ch: label_map.get(label) if label is not None else None
-        for ch, label in zip(CHANNELS, labels, strict=True)
-    }
-    return info

@@ -81,7 +81,8 @@ class SimulatorConfig:
     media_host: str = "127.0.0.1"
     """Address the SIP and RTP sockets bind (and the SDP answer names)."""
     rtp_ports: tuple[int, int] | None = None
-    """Inclusive range of UDP ports for RTP (two per SIPREC call); None: any free ports."""
+    """Inclusive range of UDP ports for RTP and RTCP (per SIPREC call two even RTP ports,
+    each with its RTCP port next to it, RFC 3550 11); None: any free ports."""
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
     audiohook_client_secret: str = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
     webhook_url: str | None = None
@@ -120,6 +121,12 @@ class SimulatorConfig:
             low, high = self.rtp_ports
             if not 1024 <= low < high <= 65535:
                 raise ConfigError("rtp_ports must be a range (low, high) within 1024..65535")
+            if (high + 1 - (low + low % 2)) // 2 < 2:
+                # One call needs two RTP ports, each even with its RTCP port next to it.
+                raise ConfigError(
+                    "rtp_ports must hold two even/odd RTP/RTCP port pairs (4 ports from an "
+                    f"even one), got {low}-{high}"
+                )
         object.__setattr__(self, "fault_rules", tuple(self.fault_rules))
         if not all(isinstance(rule, FaultRule) for rule in self.fault_rules):
             raise ConfigError("fault_rules must be FaultRule instances")

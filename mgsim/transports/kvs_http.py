@@ -165,7 +165,7 @@ async def get_media(request: Request) -> Response:
     async def fragments() -> AsyncIterator[bytes]:
         nonlocal cursor
         while True:
-            new, cursor = stream.read(cursor)
+            new, cursor = stream.read_media(cursor)
             for data in new:
                 yield data
             producer = hub.kvs_producers.get(arn)

@@ -8,7 +8,9 @@ opens a socket).
 ``GET /_sim/v1/media/stats`` (simulator credentials) answers the ``media.*`` counters, the
 open sessions, the frame lateness and the SIP ports; ``POST`` to it with
 ``{"reset_lateness": true}`` starts a fresh lateness measurement.
-``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended).
+``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended),
+its platform pauses (samples) and, while its media session is kept, the session's
+per-stream counters (SIPREC: per m-line received, lost, paused, SSRC changes, RTCP).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ async def _call(state: Any, request: Request, body: Any) -> Response:
     call = gateway.find(guid)
     if call is None:
         raise gateway.not_found(guid)
+    session = hub_of(request.app).sessions.get(guid)
+    stats = getattr(getattr(session, "decoder", None), "stats", None)
+    if call.namespace != "siprec":
+        stats = None  # only the SIPREC session's counters are plain JSON
     return JSONResponse(
         {
             "namespace": call.namespace,
@@ -72,6 +78,8 @@ async def _call(state: Any, request: Request, body: Any) -> Response:
             "source": call.source,
             "accounting": call.accounting.as_dict(),
             "total": call.accounting.total,
+            "pauses": [list(p) for p in call.pauses],
+            "streams": stats() if callable(stats) else None,
         }
     )
 

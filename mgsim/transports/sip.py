@@ -2,8 +2,10 @@
 
 :class:`SipServer` listens for SIP on one port number over both UDP and TCP (TCP messages
 are framed by ``Content-Length`` with :class:`~mgsim.media.sip.SipStreamParser`). Each new
-INVITE gets two freshly bound RTP ports, and a SIPREC media session whose SDP answer names
-them, so the answer always carries the ports the server really listens on. A datagram on
+INVITE the session accepts gets two freshly bound RTP ports (the session asks for them once
+it has validated the INVITE, so a refused one binds nothing), and the SDP answer names
+them, so it always carries the ports the server really listens on; the 200 OK goes out
+once they listen. A datagram on
 one of those ports belongs to that call's m-line by its port alone; the session's RTP
 receiver then checks its SSRC and payload type.
 
@@ -16,6 +18,14 @@ A BYE hangs the call up at once; the call's RTP ports stay bound for
 :data:`RTP_LINGER_S` so that stray packets are still counted (as ``after-close``) rather
 than vanishing, then they are closed. SIP messages are handled one at a time, in arrival
 order, by one worker task (binding RTP ports is asynchronous); RTP is fed as it arrives.
+Every INVITE is answered ``100 Trying`` at once (RFC 3261 17.2.1), and the session's 200 OK
+names this server's host, port and the transport the INVITE came on in its Contact.
+
+**RTP and RTCP ports.** Each m-line gets an even RTP port P and its RTCP port P + 1, as
+RFC 3550 section 11 expects (an SBC sends RTCP to the RTP port + 1 unless SDP says
+otherwise); with ``rtp_ports`` they come from that range in pairs. RTCP is received on its
+own socket and counted (``media.siprec.rtcp``); RTCP multiplexed on an RTP port (RFC 5761)
+is counted in the session's ``rtcp``; neither is a media message nor an error.
 
 **Media timeout.** An SBC that dies (or loses its network) mid-call sends no BYE: its RTP
 just stops. As real recording servers and media gateways do, a call whose RTP has been
@@ -43,6 +53,7 @@ from typing import Any
 
 from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
+from mgsim.media.siprec_server import ALLOW as _ALLOW
 from mgsim.transports.hub import Feeder, MediaHub
 
 __all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
@@ -57,7 +68,6 @@ ANSWER_KEPT_S = 32.0
 """How long a final response is kept to answer retransmissions of its request: 64*T1, the
 longest a server transaction lasts (RFC 3261 17.2, Timer J; also how long a UAS resends a
 2xx awaiting its ACK, 13.3.1.4)."""
-_ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
 Send = Callable[[bytes], None]
 
@@ -65,12 +75,16 @@ Send = Callable[[bytes], None]
 class _RtpProtocol(asyncio.DatagramProtocol):
     def __init__(self, channel: str) -> None:
         self.channel = channel
+        self.rtcp = channel.startswith("rtcp:")
         self.dialog: _Dialog | None = None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         dialog = self.dialog
         if dialog is not None:
-            dialog.last_rtp = time.monotonic()
+            if self.rtcp:
+                dialog.feeder.hub.count("media.siprec.rtcp")  # RTCP alone keeps no call alive
+            else:
+                dialog.last_rtp = time.monotonic()
             dialog.feeder.feed(self.channel, data)
 
 
@@ -101,7 +115,7 @@ class _SipUdp(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             transport.sendto(payload, addr)
 
-        self.server.submit(data, send)
+        self.server.submit(data, send, "udp")
 
 
 class _SipTcp(asyncio.Protocol):
@@ -124,7 +138,7 @@ class _SipTcp(asyncio.Protocol):
 
         for item in self.parser.feed(data):
             if isinstance(item, SipMessage):
-                self.server.submit(item.to_bytes(), send)
+                self.server.submit(item.to_bytes(), send, "tcp")
             else:
                 self.server.refuse(item, send)
 
@@ -165,9 +179,9 @@ class SipServer:
         self._answered: OrderedDict[tuple[str, int, str], tuple[float, bytes]] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._queue: asyncio.Queue[tuple[bytes, Send]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, Send, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._next_rtp = rtp_ports[0] if rtp_ports else 0
+        self._next_rtp = rtp_ports[0] + rtp_ports[0] % 2 if rtp_ports else 0  # even
         self._lingering: set[asyncio.TimerHandle] = set()
 
     # -- life cycle
@@ -224,9 +238,9 @@ class SipServer:
 
     # -- SIP
 
-    def submit(self, data: bytes, send: Send) -> None:
-        """Queue one SIP message (handled in arrival order)."""
-        self._queue.put_nowait((data, send))
+    def submit(self, data: bytes, send: Send, transport: str = "udp") -> None:
+        """Queue one SIP message that came over ``transport`` (handled in arrival order)."""
+        self._queue.put_nowait((data, send, transport))
 
     def refuse(self, exc: SipError, send: Send) -> None:
         """Count a message that could not be accepted and answer it if possible."""
@@ -237,16 +251,16 @@ class SipServer:
 
     async def _work(self) -> None:
         while True:
-            data, send = await self._queue.get()
+            data, send, transport = await self._queue.get()
             try:
-                await self._handle(data, send)
+                await self._handle(data, send, transport)
             except Exception as exc:  # one bad message must not stop SIP for every call
                 self.hub.count("media.siprec.error.internal")
                 with contextlib.suppress(Exception):
                     msg = parse_message(data)
                     send(response_to(msg, 500, reason=type(exc).__name__).to_bytes())
 
-    async def _handle(self, data: bytes, send: Send) -> None:
+    async def _handle(self, data: bytes, send: Send, transport: str = "udp") -> None:
         try:
             msg = parse_message(data)
         except SipError as exc:
@@ -264,11 +278,14 @@ class SipServer:
                 self.hub.count("media.siprec.retransmission")
                 send(answered[1])
                 return
+            if msg.method == "INVITE":
+                # Stops the SBC's INVITE retransmissions while the dialog is set up.
+                send(response_to(msg, 100).to_bytes())
             send = self._remembering(key, send)
         dialog = self.dialogs.get(msg.call_id)
         if dialog is None or dialog.ended:
             if msg.is_request and msg.method == "INVITE" and dialog is None:
-                await self._invite(msg.call_id, data, send)
+                await self._invite(msg, data, send, transport)
             else:
                 self._no_dialog(msg, send)
             return
@@ -317,25 +334,53 @@ class SipServer:
         self.hub.count("media.siprec.error.no-dialog")
         send(response_to(msg, 481).to_bytes())
 
-    async def _invite(self, call_id: str, data: bytes, send: Send) -> None:
-        protocols = [_RtpProtocol("rtp:0"), _RtpProtocol("rtp:1")]
-        ports, transports = await self._bind_rtp_pair(protocols)
+    async def _invite(self, msg: SipMessage, data: bytes, send: Send, transport: str) -> None:
+        call_id = msg.call_id
+        socks: list[socket.socket] = []
+
+        def allocate() -> tuple[int, int]:
+            # Asked by the session once it accepts the INVITE: a refused one binds nothing.
+            try:
+                for _ in (0, 1):
+                    socks.extend(self._rtp_rtcp_sockets())
+            except ConfigError:
+                for sock in socks:
+                    sock.close()
+                socks.clear()
+                raise
+            return int(socks[0].getsockname()[1]), int(socks[2].getsockname()[1])
+
         feeder = self.hub.open(
-            "siprec", quantum_ms=_FRAME_MS, clock_from_media=True, ports=ports, address=self.host
+            "siprec",
+            quantum_ms=_FRAME_MS,
+            clock_from_media=True,
+            allocate=allocate,
+            address=self.host,
+            sip_port=self.port,
+            sip_transport=transport,
         )
-        dialog = _Dialog(call_id, feeder, ports, transports)
-        for protocol in protocols:
-            protocol.dialog = dialog
-        replies = feeder.feed("sip", data)
-        for reply in replies:
-            send(bytes(reply.data) if isinstance(reply.data, bytes) else reply.data.encode())
+        replies = [
+            bytes(r.data) if isinstance(r.data, bytes) else r.data.encode()
+            for r in feeder.feed("sip", data)
+        ]
         decoder = getattr(feeder.session, "decoder", None)
         if decoder is None or decoder.state == "idle" or feeder.session.failed:
-            # Refused (the error response is sent): no dialog, no RTP ports.
+            # Refused: the error response goes out; no dialog, and no RTP ports.
+            for sock in socks:
+                sock.close()
             feeder.close()
-            self._release(dialog)
+            for reply in replies:
+                send(reply)
             return
+        protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
+        dialog = _Dialog(call_id, feeder, decoder.ports)
+        for protocol in protocols:
+            protocol.dialog = dialog
         self.dialogs[call_id] = dialog
+        # Listening before the 200 OK goes out: the SBC sends RTP as soon as it has it.
+        dialog.transports = await self._listen(protocols, socks)
+        for reply in replies:
+            send(reply)
         dialog.last_rtp = time.monotonic()
         self._watch(dialog, self.media_timeout_s)
 
@@ -400,31 +445,45 @@ class SipServer:
 
     # -- RTP ports
 
-    async def _bind_rtp_pair(
-        self, protocols: list[_RtpProtocol]
-    ) -> tuple[tuple[int, int], list[asyncio.DatagramTransport]]:
+    async def _listen(
+        self, protocols: list[_RtpProtocol], socks: list[socket.socket]
+    ) -> list[asyncio.DatagramTransport]:
+        """Receive on the bound RTP/RTCP sockets (what arrived meanwhile waits in them)."""
         loop = asyncio.get_running_loop()
         transports: list[asyncio.DatagramTransport] = []
-        for protocol in protocols:
-            sock = self._rtp_socket()
+        for protocol, sock in zip(protocols, socks, strict=True):
             transport, _ = await loop.create_datagram_endpoint(
                 lambda p=protocol: p,  # type: ignore[misc]
                 sock=sock,
             )
             transports.append(transport)
-        ports = tuple(int(t.get_extra_info("sockname")[1]) for t in transports)
-        return (ports[0], ports[1]), transports
+        return transports
 
-    def _rtp_socket(self) -> socket.socket:
+    def _rtp_rtcp_sockets(self) -> tuple[socket.socket, socket.socket]:
+        """An RTP socket on an even port and the RTCP one on the next (RFC 3550 11)."""
         if self.rtp_ports is None:
-            return _udp_socket(self.host, 0)
+            for _ in range(64):
+                rtp = _udp_socket(self.host, 0)
+                port = int(rtp.getsockname()[1])
+                if port % 2 == 0 and port < 65535:
+                    with contextlib.suppress(OSError):
+                        return rtp, _udp_socket(self.host, port + 1)
+                rtp.close()
+            raise ConfigError("no free even/odd UDP port pair for RTP and RTCP")
         low, high = self.rtp_ports
-        for _ in range(high - low + 1):
+        first = low + low % 2
+        for _ in range((high + 1 - first) // 2):
             port = self._next_rtp
-            self._next_rtp = low if port >= high else port + 1
-            with contextlib.suppress(OSError):
-                return _udp_socket(self.host, port)
-        raise ConfigError(f"no free RTP port in {low}..{high}")
+            self._next_rtp = first if port + 3 > high else port + 2
+            try:
+                rtp = _udp_socket(self.host, port)
+            except OSError:
+                continue
+            try:
+                return rtp, _udp_socket(self.host, port + 1)
+            except OSError:
+                rtp.close()
+        raise ConfigError(f"no free RTP/RTCP port pair in {low}..{high}")
 
 
 def _udp_socket(host: str, port: int) -> socket.socket:
