@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mgsim.gateway.sessions import MediaSession, is_media, open_media_session
 from mgsim.media._base import Reply, Wire
+from mgsim.media.audiohook_signature import NonceCache
 from mgsim.transports.metrics import LatenessHistogram, SessionLateness
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class MediaHub:
         self.open_sessions: set[Feeder] = set()
         self.sip: SipServer | None = None
         self.kvs_producers: dict[str, Feeder] = {}
+        self.audiohook_nonces = NonceCache()
+        """Nonces of recent AudioHook upgrade signatures (a replay is refused)."""
 
     @property
     def clock(self) -> Clock:
