@@ -112,7 +112,6 @@ class NonceCache:
         self._expiry[nonce] = now + MAX_SIGNATURE_AGE_S + 2 * CLOCK_SKEW_S
 
 
-
 def _secret(client_secret_b64: str) -> bytes:
     try:
         return base64.b64decode(client_secret_b64, validate=True)
@@ -339,8 +338,7 @@ def verify_signature(
         )
     if expires is not None and expires < now + clock_skew:
         raise AudioHookSignatureError(
-            f"signature expires at {expires}, within the {clock_skew:g} s skew of now "
-            f"({now:.0f})",
+            f"signature expires at {expires}, within the {clock_skew:g} s skew of now ({now:.0f})",
             reason="expired",
         )
     nonce = params.get("nonce")

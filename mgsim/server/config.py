@@ -84,9 +84,7 @@ class SimulatorConfig:
     """Inclusive range of UDP ports for RTP (two per SIPREC call); None: any free ports."""
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
     """The AudioHook integration's API key (``X-API-KEY`` and the signature's ``keyid``)."""
-    audiohook_client_secret: str | None = field(
-        default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False
-    )
+    audiohook_client_secret: str | None = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
     """The integration's client secret (base64), the HMAC key of the upgrade's signature;
     None: connections are unsigned and the API key alone admits them (an AudioHook
     integration configured without a client secret)."""

@@ -75,9 +75,7 @@ class Endpoints:
     base_url: str
     sip: tuple[str, int] | None = None
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
-    audiohook_client_secret: str | None = field(
-        default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False
-    )
+    audiohook_client_secret: str | None = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
     """None: the server takes unsigned AudioHook connections (the API key alone)."""
 
     @property
