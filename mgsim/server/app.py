@@ -26,7 +26,8 @@ import logging
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Any
@@ -60,6 +61,7 @@ from mgsim.server.injection import (
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
+from mgsim.server.warmup import warm_up
 from mgsim.speech.engine import ScriptEngine, Word
 from mgsim.transports.hub import MediaHub
 from mgsim.transports.routes import media_lifespan, media_routes
@@ -410,12 +412,12 @@ async def _sim_script(
 ) -> Response:
     assert body is not None
     guid = request.path_params["guid"]
-    words, source = _script_words(body)
+    words, source = await _script_words(body)
     state.gateway.transcription.attach(guid, ScriptEngine(words))
     return JSONResponse({"guid": guid, "words": len(words), "source": source})
 
 
-def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
+async def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
     """The words a script request names, or 400-201 naming what is wrong."""
     if ("sample" in body) == ("words" in body):
         raise Problem("400-201", "body: give either sample or words")
@@ -423,7 +425,8 @@ def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
         from mgsim.sim.call import samples_dir  # the simulation package: only when asked
 
         name = body["sample"]
-        script = _sample_script(name, str(samples_dir()))
+        # Reading a sample (its audio and sidecar) blocks; the loop carries live calls.
+        script = await asyncio.to_thread(_sample_script, name, str(samples_dir()))
         if script is None:
             raise Problem("400-201", f"sample: no sample call named {name!r}")
         until = body.get("untilMs", math.inf)
@@ -485,6 +488,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             headers=dict(exc.headers or {}),
         )
     return _envelope(state, Problem("404-01", f"No such path: {request.url.path}"))
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Under a real server: warm up off the loop (:mod:`mgsim.server.warmup`), then the
+    media listeners."""
+    await asyncio.to_thread(warm_up)
+    async with media_lifespan(app):
+        yield
 
 
 def create_app(
@@ -569,7 +581,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={404: _http_error, 405: _http_error},
-        lifespan=media_lifespan,  # SIP/RTP listeners, under a real server only
+        lifespan=_lifespan,  # warm-up and SIP/RTP listeners, under a real server only
     )
     app.state.mgsim = state
     app.state.media = MediaHub(state)
