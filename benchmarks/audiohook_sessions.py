@@ -27,7 +27,9 @@ lateness (whether it kept real time) and the CPU both used. Usage::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import multiprocessing
 import os
 import random
 import sys
@@ -85,6 +87,8 @@ class _Session:
         self.reader = asyncio.ensure_future(self._read())
         self.ping_sent = 0.0
         self.rtt_ns = 0
+        self.barrier: int | None = None
+        """The seq of the ping whose pong the client waits for."""
 
     async def _read(self) -> None:
         try:
@@ -97,6 +101,9 @@ class _Session:
                     self.tally.disconnects.append(f"disconnect {message['parameters']}")
                 if message["type"] == "pong":
                     self.rtt_ns = int((time.perf_counter() - self.ping_sent) * 1e9)
+                    self.tally.pongs += 1
+                    if self.barrier is None or message["clientseq"] < self.barrier:
+                        continue  # a real client does not hold its audio for a pong
                 await self.replies.put(message)
         except ConnectionClosed:
             pass
@@ -125,14 +132,18 @@ class _Session:
             if message["type"] == "disconnect":
                 raise ConnectionError(f"disconnect while waiting for {type_}")
 
-    async def ping(self) -> None:
+    async def ping(self, *, wait: bool = False) -> None:
+        """Send a ping (with the last round trip measured); with ``wait``, until its pong."""
         whole, ns = divmod(self.rtt_ns, 10**9)
         rtt = {"rtt": f"PT{whole}.{ns:09d}S"} if self.rtt_ns else {}
         self.ping_sent = time.perf_counter()
         self.tally.pings += 1
+        if wait:
+            self.barrier = self.seq + 1  # this ping's seq
         await self.send("ping", rtt)
-        await self.expect("pong")
-        self.tally.pongs += 1
+        if wait:
+            await self.expect("pong")
+            self.barrier = None
 
 
 def _headers(base_url: str, session_id: str) -> dict[str, str]:
@@ -213,7 +224,7 @@ async def _one(
 
             async def barrier_stop() -> None:
                 nonlocal segment
-                await s.ping()  # every frame sent before is on the gateway
+                await s.ping(wait=True)  # every frame sent before is on the gateway
                 summary = await _control(http, "/mg-autotranscribe/v1/stop-streaming", stop, tally)
                 if summary is not None:
                     want = segment * FRAME_SAMPLES * 2
@@ -268,6 +279,12 @@ async def _one(
         tally.disconnects.append(f"{type(exc).__name__}: {exc}"[:200])
 
 
+def _frames_due(sessions: int, seconds: float, cycle_s: float, pause_s: float) -> int:
+    """Frames a session sends in real time: ``seconds`` less its pauses, in 200 ms frames."""
+    pauses = int(seconds // cycle_s) - (seconds % cycle_s == 0)
+    return sessions * round((seconds - pauses * pause_s) / FRAME_S)
+
+
 def _pct(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -280,22 +297,34 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 async def _load(
-    server: _Server, sessions: int, seconds: float, ramp_s: float, cycle_s: float, pause_s: float
+    base_url: str,
+    sessions: int,
+    seconds: float,
+    ramp_s: float,
+    cycle_s: float,
+    pause_s: float,
+    seed: int,
 ) -> Tally:
     tally = Tally()
-    rng = random.Random(11)
+    rng = random.Random(seed)
     transport = ShardedTransport()
     async with httpx.AsyncClient(
-        base_url=server.base_url, headers=HEADERS, transport=transport, timeout=30
+        base_url=base_url, headers=HEADERS, transport=transport, timeout=30
     ) as http:
         await asyncio.gather(
             *(
-                _one(server.base_url, http, tally, rng.uniform(0, ramp_s), seconds, cycle_s,
-                     pause_s)
+                _one(base_url, http, tally, rng.uniform(0, ramp_s), seconds, cycle_s, pause_s)
                 for _ in range(sessions)
             )
         )
     return tally
+
+
+def _generator(args: tuple[str, int, float, float, float, float, int]) -> dict[str, Any]:
+    """One generator process: its share of the sessions; its tally and CPU seconds."""
+    cpu0 = _cpu_s()
+    tally = uvloop.run(_load(*args))
+    return {**dataclasses.asdict(tally), "cpu_s": _cpu_s() - cpu0}
 
 
 def run(
@@ -305,19 +334,38 @@ def run(
     ramp_s: float = 10.0,
     cycle_s: float = 10.0,
     pause_s: float = 1.0,
+    procs: int = 2,
     pinned: bool = False,
 ) -> dict[str, Any]:
-    """Run the sessions; the report, with ``meets_targets``."""
+    """Run the sessions from ``procs`` generator processes (the machine's two cores, when
+    free); the report, with ``meets_targets``. ``pinned``: one generator on CPU 0, the
+    server on CPU 1."""
     load = os.getloadavg()
     server = _Server()
     affinity = pin(server) if pinned else {"pinned": False}
     try:
         server.stats(reset=True)
-        cpu0, gen0 = _cpu_s(server.proc.pid), _cpu_s()
+        cpu0 = _cpu_s(server.proc.pid)
         started = time.monotonic()
-        tally = uvloop.run(_load(server, sessions, seconds, ramp_s, cycle_s, pause_s))
+        procs = 1 if pinned else procs
+        shares = [sessions // procs + (i < sessions % procs) for i in range(procs)]
+        jobs = [
+            (server.base_url, n, seconds, ramp_s, cycle_s, pause_s, 11 + i)
+            for i, n in enumerate(shares)
+        ]
+        if procs == 1:
+            parts = [_generator(jobs[0])]
+        else:
+            with multiprocessing.get_context("spawn").Pool(procs) as pool:
+                parts = pool.map(_generator, jobs)
         wall = time.monotonic() - started
-        cpu = (_cpu_s(server.proc.pid) - cpu0, _cpu_s() - gen0)
+        tally = Tally()
+        for part in parts:
+            for name in ("sessions", "completed", "summaries", "pings", "pongs", "frames"):
+                setattr(tally, name, getattr(tally, name) + part[name])
+            for name in ("disconnects", "inexact", "http_errors", "lateness_ms"):
+                getattr(tally, name).extend(part[name])
+        cpu = (_cpu_s(server.proc.pid) - cpu0, sum(p["cpu_s"] for p in parts))
         stats = server.stats()
     finally:
         server.stop()
@@ -344,6 +392,8 @@ def run(
         "server_loop": stats.get("loop"),
         "generator_lateness_ms": _pct(tally.lateness_ms),
         "cpu_s": {"server": round(cpu[0], 1), "generator": round(cpu[1], 1)},
+        "generator_processes": procs,
+        "frames_due": _frames_due(sessions, seconds, cycle_s, pause_s),
         "wall_s": round(wall, 1),
         **affinity,
     }

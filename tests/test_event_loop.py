@@ -6,8 +6,10 @@ first ``PUT /_sim/v1/calls/{guid}/script`` used to hold the loop for about 2-4 s
 jsonschema. The server measures its own loop with a ticker (``loop.worst_stall_ms`` in
 ``GET /_sim/v1/media/stats``); a fresh process, so nothing is imported or loaded already,
 gets the first request of every kind and the longest stall must stay far below a stall of
-that size. The bound is generous on purpose (the machine is shared): it tells a blocked
-loop from a busy one, it does not time the code.
+that size. The bound is generous on purpose: it tells a blocked loop from a busy one, it
+does not time the code. It is checked on the stall counted in the loop thread's CPU time, so
+that a shared machine not running the process for a while is not taken for a blocking call
+(which spends its time on the thread).
 """
 
 from __future__ import annotations
@@ -85,4 +87,4 @@ def test_the_first_requests_of_a_fresh_server_do_not_stall_its_loop() -> None:
         time.sleep(0.05)  # the ticker wakes (late, if the loop was stalled) and records it
         loop = http.get("/_sim/v1/media/stats").json()["loop"]
     assert loop["ticks"] > 0
-    assert loop["worst_stall_ms"] < STALL_BOUND_MS, loop
+    assert loop["worst_stall_cpu_ms"] < STALL_BOUND_MS, loop

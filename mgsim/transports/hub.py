@@ -224,6 +224,7 @@ class MediaHub:
             if self.loop_watch is None
             else {
                 "worst_stall_ms": round(self.loop_watch.worst_s * 1000.0, 1),
+                "worst_stall_cpu_ms": round(self.loop_watch.worst_cpu_s * 1000.0, 1),
                 "ticks": self.loop_watch.ticks,
             },
         }

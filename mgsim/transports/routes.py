@@ -9,8 +9,9 @@ opens a socket).
 open sessions, the frame lateness, the SIP ports and, under a real server, ``loop``: the
 longest stall of the event loop seen (``worst_stall_ms``, measured by a
 :class:`~mgsim.transports.loopwatch.LoopWatch` ticker; a blocking call on any path shows
-there); ``POST`` to it with ``{"reset_lateness": true}`` starts a fresh lateness and stall
-measurement.
+there; ``worst_stall_cpu_ms`` counts only the loop thread's CPU time, which a process the
+operating system did not run does not spend); ``POST`` to it with
+``{"reset_lateness": true}`` starts a fresh lateness and stall measurement.
 ``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended).
 """
 
