@@ -32,7 +32,10 @@ import json
 import multiprocessing
 import os
 import random
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from realtime_load import HEADERS, ShardedTransport, _cpu_s, _Server, pin
+from realtime_load import HEADERS, ShardedTransport, _cpu_s, _free_port, _Server, pin
 
 from mgsim.media.audiohook_signature import sign_request
 from mgsim.server.config import DEFAULT_AUDIOHOOK_API_KEY, DEFAULT_AUDIOHOOK_CLIENT_SECRET
@@ -74,6 +77,7 @@ class Tally:
     frames: int = 0
     http_errors: list[str] = field(default_factory=list)
     lateness_ms: list[float] = field(default_factory=list)
+    http_ms: list[float] = field(default_factory=list)
 
 
 class _Session:
@@ -170,14 +174,22 @@ def _headers(base_url: str, session_id: str) -> dict[str, str]:
 
 
 async def _control(http: httpx.AsyncClient, path: str, body: dict[str, Any], tally: Tally) -> Any:
+    what = ""
     for attempt in range(4):
-        answer = await http.post(path, json=body)
+        sent = time.perf_counter()
+        try:
+            answer = await http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            what = f"{type(exc).__name__} after {time.perf_counter() - sent:.1f} s"
+            break
+        tally.http_ms.append((time.perf_counter() - sent) * 1000.0)
         if answer.status_code == 200:
             return answer.json()
+        what = f"{answer.status_code} {answer.text[:120]}"
         if answer.status_code < 500 and answer.status_code != 429:
             break
         await asyncio.sleep(0.25 * 2**attempt)
-    tally.http_errors.append(f"{path} {answer.status_code} {answer.text[:120]}")
+    tally.http_errors.append(f"{path} {what}")
     return None
 
 
@@ -196,6 +208,7 @@ async def _one(
     tally.sessions += 1
     frame = bytes(range(256)) * (2 * FRAME_SAMPLES // 256) + bytes(2 * FRAME_SAMPLES % 256)
     loop = asyncio.get_running_loop()
+    signed_at = time.time()
     try:
         async with connect(
             url, additional_headers=_headers(base_url, session_id), proxy=None, compression=None
@@ -276,7 +289,36 @@ async def _one(
             else:
                 tally.completed += 1
     except (ConnectionClosed, ConnectionError, InvalidStatus, TimeoutError, OSError) as exc:
-        tally.disconnects.append(f"{type(exc).__name__}: {exc}"[:200])
+        waited = time.time() - signed_at
+        tally.disconnects.append(f"{type(exc).__name__}: {exc}"[:200] + f" after {waited:.1f} s")
+
+
+class _AudioHookServer(_Server):
+    """``mgsim serve`` without SIP, its stderr in a file (a pipe nobody reads would block the
+    server once full), which the report quotes."""
+
+    def __init__(self) -> None:
+        self.port = _free_port(socket.SOCK_STREAM)
+        self.sip_port = 0
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
+        cmd = [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(self.port)]
+        cmd += ["--no-sip", "--no-limits", "--log-level", "error"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(self.base_url + "/openapi.yaml", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("mgsim serve did not start") from None
+                time.sleep(0.1)
+
+    def stderr_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-2000:]
 
 
 def _frames_due(sessions: int, seconds: float, cycle_s: float, pause_s: float) -> int:
@@ -331,7 +373,7 @@ def run(
     sessions: int = 500,
     seconds: float = 60.0,
     *,
-    ramp_s: float = 10.0,
+    ramp_s: float = 30.0,
     cycle_s: float = 10.0,
     pause_s: float = 1.0,
     procs: int = 2,
@@ -341,7 +383,7 @@ def run(
     free); the report, with ``meets_targets``. ``pinned``: one generator on CPU 0, the
     server on CPU 1."""
     load = os.getloadavg()
-    server = _Server()
+    server = _AudioHookServer()
     affinity = pin(server) if pinned else {"pinned": False}
     try:
         server.stats(reset=True)
@@ -363,7 +405,7 @@ def run(
         for part in parts:
             for name in ("sessions", "completed", "summaries", "pings", "pongs", "frames"):
                 setattr(tally, name, getattr(tally, name) + part[name])
-            for name in ("disconnects", "inexact", "http_errors", "lateness_ms"):
+            for name in ("disconnects", "inexact", "http_errors", "lateness_ms", "http_ms"):
                 getattr(tally, name).extend(part[name])
         cpu = (_cpu_s(server.proc.pid) - cpu0, sum(p["cpu_s"] for p in parts))
         stats = server.stats()
@@ -391,8 +433,10 @@ def run(
         "server_lateness_ms": stats["lateness"],
         "server_loop": stats.get("loop"),
         "generator_lateness_ms": _pct(tally.lateness_ms),
+        "http_latency_ms": _pct(tally.http_ms),
         "cpu_s": {"server": round(cpu[0], 1), "generator": round(cpu[1], 1)},
         "generator_processes": procs,
+        "server_stderr_tail": server.stderr_tail(),
         "frames_due": _frames_due(sessions, seconds, cycle_s, pause_s),
         "wall_s": round(wall, 1),
         **affinity,

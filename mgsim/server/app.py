@@ -20,6 +20,7 @@ then on any clock, virtual ones included; under a real server the disconnect is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -495,6 +496,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     """Under a real server: warm up off the loop (:mod:`mgsim.server.warmup`), then the
     media listeners."""
     await asyncio.to_thread(warm_up)
+    # What start-up made (modules, the contract, validators) lives as long as the server:
+    # keep it out of the collector's full passes, which would otherwise scan it all again
+    # and again, each time holding the loop.
+    gc.collect()
+    gc.freeze()
     async with media_lifespan(app):
         yield
 

@@ -88,7 +88,7 @@ async def media_lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the SIP/RTP listeners for the app's lifetime (when ``sip_port`` is set)."""
     hub: MediaHub = hub_of(app)
     config = hub.state.config
-    hub.loop_watch = LoopWatch().start()
+    hub.loop_watch = LoopWatch(period_s=0.02).start()  # 50 ticks/s: resolves stalls of 20 ms
     sip: SipServer | None = None
     if config.sip_port is not None:
         sip = SipServer(
