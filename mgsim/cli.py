@@ -4,7 +4,7 @@
 
     mgsim serve [--host 127.0.0.1] [--port 8080] [--seed N] [--no-limits]
                 [--sip-port 5060 | --no-sip] [--rtp-ports LOW-HIGH] [--rtp-timeout-s S]
-                [--keep-calls N]
+                [--keep-calls N] [--audiohook-unsigned]
                 [--latency-ms N] [--jitter-ms N] [--fail-rate P]
     mgsim call  --namespace NS --audio FILE|SAMPLE [--plan whole|connect|guard]
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
@@ -38,6 +38,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_SERVE_ENVIRONMENT = """\
+environment:
+  MGSIM_API_ID, MGSIM_API_SECRET    credentials of the vendor API and /_sim/ (default
+                                    mgsim-local / mgsim-local-secret, loopback only)
+  MGSIM_AUDIOHOOK_API_KEY           the AudioHook integration's API key: X-API-KEY and the
+                                    signature's keyid (default mgsim-local-audiohook-key)
+  MGSIM_AUDIOHOOK_CLIENT_SECRET     its client secret (base64), the HMAC key of the
+                                    upgrade's HTTP message signature (default: a local one;
+                                    --audiohook-unsigned: none, connections are unsigned)
+  MGSIM_WEBHOOK_URL, MGSIM_WEBHOOK_SECRET
+                                    where transcript webhooks go, and the secret they carry
+"""
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -58,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.keep_calls < 1:
         raise ConfigError(f"--keep-calls must be >= 1 (ended calls kept), got {args.keep_calls}")
     overrides["keep_calls"] = args.keep_calls
+    if args.audiohook_unsigned:
+        overrides["audiohook_client_secret"] = None
     config = SimulatorConfig.from_env(**overrides)
     if not _is_loopback(args.host) and config.uses_default_credentials:
         raise ConfigError(
@@ -256,7 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mgsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the simulated gateway over HTTP")
+    serve = sub.add_parser(
+        "serve",
+        help="run the simulated gateway over HTTP",
+        epilog=_SERVE_ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--seed", type=int, default=None, help="seed ids and faults")
@@ -322,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ended calls kept, most recent first, with their transcripts (default 1000); "
         "older ones are let go so a long run stays in flat memory",
+    )
+    serve.add_argument(
+        "--audiohook-unsigned",
+        action="store_true",
+        help="accept unsigned AudioHook connections that carry the API key "
+        "(MGSIM_AUDIOHOOK_API_KEY) alone: an integration without a client secret",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]

@@ -5,7 +5,11 @@ import pytest
 from mgsim.errors import ConfigError, MediaError
 from mgsim.media.audiohook_signature import (
     AUDIOHOOK_COMPONENTS,
+    CLOCK_SKEW_S,
+    MAX_SIGNATURE_AGE_S,
     AudioHookSignatureError,
+    NonceCache,
+    check_api_key,
     sign_request,
     verify_signature,
 )
@@ -28,14 +32,15 @@ EXPECTED_INPUT = (
 )
 EXPECTED_SIGNATURE = "sig1=:NZBwyBHRRyRoeLqy1IzOa9VYBuI8TgMFt2GRDkDuJh4=:"
 CREATED, EXPIRES = 1641013200, 3282026430
-NOW = 1700000000.0
+NOW = CREATED + 1.0  # the vector's signature, one second after it was made
+NONCE = "VGhpc0lzQVVuaXF1ZU5vbmNl"
 
 
 def _signed(**overrides: object) -> dict[str, str]:
     kwargs: dict[str, object] = {
         "client_secret_b64": SECRET,
         "key_id": API_KEY,
-        "nonce": "VGhpc0lzQVVuaXF1ZU5vbmNl",
+        "nonce": NONCE,
         "created": CREATED,
         "expires": EXPIRES,
     }
@@ -74,11 +79,71 @@ def test_header_names_are_case_insensitive(transform: object) -> None:
     _verify(headers)
 
 
-def test_optional_nonce_and_expires_may_be_omitted() -> None:
-    signed = _signed(nonce=None, expires=None)
-    assert "nonce" not in signed["Signature-Input"]
+def test_optional_expires_may_be_omitted() -> None:
+    signed = _signed(expires=None)
     assert "expires" not in signed["Signature-Input"]
     _verify(signed)
+
+
+# Freshness as the reference verifier judges it (3 s clock skew, signatures at most 10 s
+# old less the skew, expiry more than the skew away, a nonce of at least 22 characters):
+# each of these was accepted before.
+STALE_CASES = [
+    ("created-an-hour-ago", {}, CREATED + 3600.0, "expired"),
+    ("created-60-s-ago", {}, CREATED + 60.0, "expired"),
+    ("created-8-s-ago", {}, CREATED + 8.0, "expired"),
+    ("created-4-s-ahead", {}, CREATED - 4.0, "not-yet-valid"),
+    ("expires-in-2-s", {"expires": CREATED + 3}, CREATED + 1.0, "expired"),
+    ("no-nonce", {"nonce": None}, NOW, "bad-nonce"),
+    ("short-nonce", {"nonce": "c2hvcnQtbm9uY2U"}, NOW, "bad-nonce"),
+    ("no-created", {"created": None}, NOW, "malformed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "now", "reason"), [c[1:] for c in STALE_CASES], ids=[c[0] for c in STALE_CASES]
+)
+def test_stale_future_or_nonceless_signatures_are_refused(
+    overrides: dict[str, object], now: float, reason: str
+) -> None:
+    with pytest.raises(AudioHookSignatureError) as info:
+        _verify(_signed(**overrides), now=now)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "now",
+    [CREATED - CLOCK_SKEW_S, CREATED, CREATED + MAX_SIGNATURE_AGE_S - CLOCK_SKEW_S],
+    ids=["skew-ahead", "at-once", "oldest"],
+)
+def test_fresh_signatures_within_the_skew_are_accepted(now: float) -> None:
+    _verify(_signed(), now=now)
+
+
+def test_a_nonce_is_accepted_once() -> None:
+    nonces = NonceCache()
+    headers = _signed()
+    kwargs = {"client_secret_b64": SECRET, "api_key": API_KEY, "nonces": nonces}
+    verify_signature("GET", PATH, HOST, headers, now=NOW, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(AudioHookSignatureError) as info:
+        verify_signature("GET", PATH, HOST, headers, now=NOW + 1, **kwargs)  # type: ignore[arg-type]
+    assert info.value.reason == "replayed"
+    # Remembered only while its signature could be fresh: the cache stays bounded.
+    other = _signed(nonce="QW5vdGhlck5vbmNlT2YyMkNoYXJz", created=CREATED + 60)
+    verify_signature("GET", PATH, HOST, other, now=CREATED + 61, **kwargs)  # type: ignore[arg-type]
+    assert len(nonces) == 1
+
+
+def test_unsigned_connections_need_the_api_key_only() -> None:
+    check_api_key(HEADERS, API_KEY)
+    for headers, reason in [
+        ({**HEADERS, "X-API-KEY": "wrong"}, "unknown-keyid"),
+        ({k: v for k, v in HEADERS.items() if k != "X-API-KEY"}, "missing-header"),
+        (_signed(), "unexpected-signature"),
+    ]:
+        with pytest.raises(AudioHookSignatureError) as info:
+            check_api_key(headers, API_KEY)
+        assert info.value.reason == reason
 
 
 def _drop(name: str) -> dict[str, str]:
@@ -155,7 +220,7 @@ def test_covered_header_absent_is_missing_component() -> None:
 
 
 def test_created_within_clock_skew_is_accepted() -> None:
-    _verify(_signed(), now=CREATED - 4.0)
+    _verify(_signed(), now=CREATED - 3.0)
 
 
 def test_bad_secret_is_a_config_error() -> None:

@@ -214,13 +214,27 @@ def test_round_trip_recovers_each_participant(customer_track: str, frame_ms: int
     assert opened.info["mediaFormat"]["encoding"] == "audio/x-mulaw"
     assert events[-1] == SessionClosed("stop")
     assert not [e for e in events if isinstance(e, Anomaly)]
-    audio = assemble(events, n)
-    agent_track = "outbound" if customer_track == "inbound" else "inbound"
-    assert np.array_equal(audio[customer_track], quantized(call.customer, n))
-    assert np.array_equal(audio[agent_track], quantized(call.agent, n))
     frames = -(-n // (frame_ms * 8))
+    padded = frames * frame_ms * 8  # the last frame is whole, padded with silence
+    audio = assemble(events, padded)
+    agent_track = "outbound" if customer_track == "inbound" else "inbound"
+    assert np.array_equal(audio[customer_track], quantized(call.customer, padded))
+    assert np.array_equal(audio[agent_track], quantized(call.agent, padded))
     for s in dec.stats.values():
-        assert (s.frames, s.bytes, s.duplicates, s.reordered, s.gaps) == (frames, n, 0, 0, 0)
+        assert (s.frames, s.bytes, s.duplicates, s.reordered, s.gaps) == (frames, padded, 0, 0, 0)
+
+
+@pytest.mark.parametrize("seconds", [1.013, 0.2, 0.0125])
+def test_every_media_message_carries_a_whole_20_ms_frame(seconds: float) -> None:
+    """Twilio forwards whole 20 ms RTP packets: 160 bytes of µ-law in every media message,
+    the last one of each track too (it was 104 bytes for a 1.013 s call)."""
+    wires = list(encode(make_call(seconds=seconds), guid=GUID))
+    sizes = {
+        len(base64.b64decode(json.loads(str(w.data))["media"]["payload"]))
+        for w in wires
+        if '"media"' in str(w.data)
+    }
+    assert sizes == {160}
 
 
 def test_feed_accepts_str_and_bytes_alike() -> None:

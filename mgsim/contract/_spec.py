@@ -32,8 +32,10 @@ class ContractViolation(MgsimError):
 
 
 @functools.cache
+@functools.cache
 def spec_text() -> str:
-    """The OpenAPI file as text (what ``GET /openapi.yaml`` serves)."""
+    """The OpenAPI file as text (what ``GET /openapi.yaml`` serves), read once: a file read
+    on every request would block the server's event loop."""
     return SPEC_PATH.read_text(encoding="utf-8")
 
 

@@ -6,7 +6,8 @@
 * :mod:`~mgsim.gateway.sessions`: media sessions feeding calls from each platform's decoder
   (their shared machinery in :mod:`~mgsim.gateway.media_session`);
 * :mod:`~mgsim.gateway.kvs`: Amazon Connect's Kinesis Video store, ingest and readers;
-* :mod:`~mgsim.gateway.mapping`: platform channel labels to customer/agent.
+* :mod:`~mgsim.gateway.mapping`: platform channel labels to customer/agent;
+* :mod:`~mgsim.gateway.guids`: the one spelling a call's guid is kept under.
 """
 
 from __future__ import annotations

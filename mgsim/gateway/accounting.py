@@ -24,9 +24,11 @@ How the media session ended is kept too (:meth:`Accounting.note_end`): ``ended_b
 ``close``, SIP ``BYE``, the Kinesis producer ending its stream), ``"drop"`` when the
 connection died without it (``end_reason`` says how: ``"connection-lost"`` for a socket
 that vanished, ``"media-timeout"`` for RTP that stopped, ``"no-stop"``/``"no-close"``/
-``"no-bye"`` for a connection closed without the handshake) and ``"error"`` when the
-gateway ended it after a protocol error (``end_reason`` is the error's reason). Either way
-the call hangs up: its open segment closes and what was streamed is transcribed.
+``"no-bye"`` for a connection closed without the handshake), ``"error"`` when the
+gateway ended it after a protocol error (``end_reason`` is the error's reason) and
+``"gateway"`` when the gateway hung the call up on its own (``DELETE /_sim/v1/calls/{guid}``,
+``end_reason`` ``"hang-up"``) and told the platform so. Either way the call hangs up: its
+open segment closes and what was streamed is transcribed.
 
 >>> acc = Accounting()
 >>> acc.note_received(streamed=True); acc.note_dropped("duplicate"); acc.note_lost(2)
@@ -47,7 +49,7 @@ DROP_REASONS = frozenset(
 )
 """The reasons a media message can be dropped for."""
 
-END_KINDS = frozenset({"platform", "drop", "error"})
+END_KINDS = frozenset({"platform", "drop", "error", "gateway"})
 """How a media session can end (see :meth:`Accounting.note_end`)."""
 
 
@@ -65,7 +67,8 @@ class Accounting:
     anomalies: Counter[str] = field(default_factory=Counter)
     """Every decoder :class:`~mgsim.media._base.Anomaly` kind seen, with its count."""
     ended_by: str | None = None
-    """``"platform"``, ``"drop"`` or ``"error"`` once the media session ended (None before)."""
+    """``"platform"``, ``"drop"``, ``"error"`` or ``"gateway"`` once the media session ended
+    (None before)."""
     end_reason: str | None = None
     """The platform's close reason, the drop's reason or the error's reason."""
 

@@ -33,6 +33,7 @@ import math
 import random
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ from mgsim.clock import Clock
 from mgsim.contract import Problem
 from mgsim.errors import ConfigError
 from mgsim.gateway.accounting import Accounting
+from mgsim.gateway.guids import canonical_guid
 from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
 from mgsim.gateway.timeline import StreamedRun, Timeline
@@ -171,6 +173,10 @@ class CallState:
     closed_at: float | None = None
     last_audio_at: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    on_hang_up: Callable[[CallState], None] | None = field(default=None, repr=False)
+    """Told when the gateway hangs the call up on its own (``DELETE /_sim/v1/calls/{guid}``),
+    so the media session can tell the platform; a session ending the call itself clears it
+    first."""
 
     @property
     def current(self) -> Segment | None:
@@ -306,6 +312,7 @@ class Gateway:
         source: str = "sim",
         info: dict[str, Any] | None = None,
     ) -> CallState:
+        guid = canonical_guid(guid)
         if guid in self.calls:
             raise Problem("409-01", f"a call with guid {guid} is already open")
         call = CallState(
@@ -324,7 +331,7 @@ class Gateway:
         return call
 
     def get(self, namespace: str, guid: str) -> CallState:
-        call = self.calls.get(guid)
+        call = self.calls.get(canonical_guid(guid))
         if call is None or call.namespace != namespace:
             raise Problem("400-203", f"No call with guid {guid} found in namespace {namespace}")
         if call.bye_in_progress:
@@ -375,9 +382,12 @@ class Gateway:
         return seg
 
     def hang_up(self, guid: str) -> CallState:
-        call = self.calls.pop(guid, None)
+        """End call ``guid``: its open segment closes and is transcribed. A media session
+        still connected to it is told (:attr:`CallState.on_hang_up`)."""
+        call = self.calls.pop(canonical_guid(guid), None)
         if call is None:
             raise Problem("404-01", f"No open call with guid {guid}")
+        guid = call.guid
         now = self.clock.now()
         seg = call.current
         if seg is not None:
@@ -400,6 +410,9 @@ class Gateway:
                 self.transcription.forget(old.guid)
         while len(self.ended) > self.keep_calls:
             self._release(self.ended.popitem(last=False)[0])
+        listener, call.on_hang_up = call.on_hang_up, None
+        if listener is not None:
+            listener(call)
         return call
 
     def _release(self, guid: str) -> None:
@@ -414,6 +427,7 @@ class Gateway:
 
     def find(self, guid: str) -> CallState | None:
         """The open call ``guid``, else the kept ended one, else None."""
+        guid = canonical_guid(guid)
         return self.calls.get(guid) or self.ended.get(guid)
 
     def not_found(self, guid: str) -> Problem:
@@ -455,6 +469,7 @@ class Gateway:
         >>> gw.conversation("g")
         []
         """
+        guid = canonical_guid(guid)
         self._expire(guid, self.clock.now())
         return list(self.messages.get(guid, ()))
 

@@ -13,7 +13,11 @@ A session ends in one of three ways, recorded in the call's accounting
   reason ``"no-stop"``, ``"no-close"`` or ``"no-bye"``) or :meth:`MediaSession.drop` (it
   died: ``"connection-lost"``, ``"media-timeout"`` or any reason the caller gives):
   ``ended_by="drop"``. The decoder is flushed first, so loss it can still see is counted;
-* a protocol error made the gateway end it: ``ended_by="error"``.
+* a protocol error made the gateway end it: ``ended_by="error"``;
+* the gateway hung the call up on its own (``DELETE /_sim/v1/calls/{guid}``):
+  ``ended_by="gateway"``, ``end_reason="hang-up"``; the session tells the platform where its
+  protocol can (AudioHook: ``disconnect`` with reason ``"completed"``) through :attr:`push`,
+  and media arriving afterwards is dropped as ``"after-close"``.
 
 In every case the call hangs up: the open segment closes and what it streamed is
 transcribed and delivered; a later start- or stop-streaming answers as for any ended call.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mgsim.contract import Problem
 from mgsim.errors import ConfigError, MediaError
@@ -99,6 +103,9 @@ class MediaSession:
         self.failed = False
         self._own = Accounting()  # until a call exists
         self._ending: str | None = None  # the drop reason while close()/drop() runs
+        self.push: Callable[[list[Reply]], None] | None = None
+        """Set by a transport that can send to the platform unprompted (a WebSocket): what
+        the session must say on its own, such as the answer to a gateway hang-up."""
 
     @property
     def accounting(self) -> Accounting:
@@ -199,6 +206,16 @@ class MediaSession:
     def _on_closed(self, reason: str) -> None:
         self._hang_up()
 
+    def _hung_up_replies(self) -> list[Reply]:
+        """What to tell the platform when the gateway hung the call up on its own."""
+        return []
+
+    def _gateway_hung_up(self, call: CallState) -> None:
+        call.accounting.note_end("gateway", "hang-up")
+        replies = self._hung_up_replies()
+        if replies and self.push is not None:
+            self.push(replies)
+
     # -- shared machinery
 
     def _call_gone(self) -> bool:
@@ -232,6 +249,7 @@ class MediaSession:
     def _hang_up(self) -> None:
         call = self.call
         if call is not None and call.closed_at is None and call.guid in self.gateway.calls:
+            call.on_hang_up = None  # the session ends it: nothing to tell the platform
             self.gateway.hang_up(call.guid)
 
     def _open(self, event: SessionOpened) -> None:
@@ -256,6 +274,7 @@ class MediaSession:
             except Problem as exc:
                 raise MediaError(str(exc), reason="guid-in-use") from None
         merge_accounting(call.accounting, self._own)
+        call.on_hang_up = self._gateway_hung_up
         self.call = call
 
     def _apply(self, events: list[Event], media: bool) -> list[Reply]:

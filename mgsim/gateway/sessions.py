@@ -179,8 +179,18 @@ class TwilioMediaSession(MediaSession):
 class AudioHookMediaSession(MediaSession):
     """A Genesys AudioHook WebSocket (JSON text and binary audio on channel ``"ws"``).
 
-    ``session_id`` is the ``Audiohook-Session-Id`` upgrade header. A probe (the all-zero
-    conversationId) is answered but opens no call: :attr:`probe` is then True.
+    ``session_id`` is the ``Audiohook-Session-Id`` upgrade header and ``organization_id``
+    the signed ``Audiohook-Organization-Id`` (an ``open`` for another organization gets
+    ``disconnect`` reason ``"unauthorized"``). A probe (the all-zero conversationId) is
+    answered but opens no call: :attr:`probe` is then True.
+
+    A second concurrent session for a conversationId that already has one is refused at
+    ``open``: ``disconnect`` (reason ``"error"``, ``409 conflict``) instead of ``opened``, then
+    ``closed`` for the client's ``close``. AudioHook has no way to re-establish a session
+    (Genesys: "AudioHook currently does not support re-establishing session connections"),
+    and the gateway addresses a call by its conversationId alone, so a second session's audio
+    could reach no call. When the gateway hangs the call up (``DELETE
+    /_sim/v1/calls/{guid}``), the client is told with ``disconnect`` reason ``"completed"``.
     """
 
     namespace = "genesysaudiohook"
@@ -188,9 +198,26 @@ class AudioHookMediaSession(MediaSession):
     _drop_late_as = "paused"  # AudioHook reports audio sent while paused as "late"
     _loss_is_wire_loss = False  # "discarded": the client dropped audio; nothing was sent
 
-    def __init__(self, gateway: Gateway, *, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        session_id: str | None = None,
+        organization_id: str | None = None,
+    ) -> None:
         super().__init__(gateway)
-        self.decoder = AudioHookSession(session_id)
+        self.decoder = AudioHookSession(
+            session_id, organization_id=organization_id, admit=self._admit
+        )
+
+    def _admit(self, conversation_id: str) -> None:
+        existing = self.gateway.calls.get(conversation_id)
+        if existing is not None and existing.source != "sim":
+            raise AudioHookError(
+                f"conversation {conversation_id} already has an open {existing.source} "
+                "session; AudioHook sessions cannot be re-established",
+                reason="conflict",
+            )
 
     @property
     def probe(self) -> bool:
@@ -207,6 +234,13 @@ class AudioHookMediaSession(MediaSession):
 
     def _decoder_close(self) -> list[Event]:
         return self.decoder.close()
+
+    def _hung_up_replies(self) -> list[Reply]:
+        decoder = self.decoder
+        if decoder.state not in ("active", "paused") or decoder.disconnected:
+            return []
+        guid = self.call.guid if self.call is not None else ""
+        return [decoder.disconnect("completed", info=f"call {guid} was ended by the gateway")]
 
     def _error_replies(self, exc: MediaError) -> list[Reply]:
         if not isinstance(exc, AudioHookError) or self.decoder.state == "closed":

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from mgsim.gateway.guids import canonical_guid
 from mgsim.speech.engine import SAMPLES_PER_MS, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies
 from mgsim.speech.transcripts import SegmentContext, render_segment
@@ -88,6 +89,7 @@ class GatewayTranscription:
         that the one attached longest ago is dropped.
         """
         clock = self.gateway.clock
+        guid = canonical_guid(guid)
         call = self.gateway.calls.get(guid)
         opened = call.opened_at if call is not None else clock.now()
         wall_base = clock.wall() - timedelta(seconds=clock.now() - opened)

@@ -18,6 +18,19 @@ Timeline rules (all in samples at 8 kHz, counted from the open ``position``):
 * ``discarded`` (client dropped audio) moves the position by ``discarded`` the same way and
   is reported as an ``Anomaly`` ``"loss"``.
 
+What real clients do is tolerated: a ``ping``'s ``rtt`` is a plain duration of any precision
+(kept in :attr:`AudioHookSession.rtt_s`), not a position; a second ``paused`` while paused
+(the client's answer to a server ``pause`` during its own pause) changes nothing; a 0-byte
+binary frame (a connection probe sends one) carries no samples and is no error. A ``close``
+is answered with ``closed`` in any state, also when it fails validation (the problem is
+reported as an ``Anomaly`` ``"bad-close"``), so the client's close transaction always ends.
+
+``conversationId`` is a UUID and compares case-insensitively: the session reports it in lower
+case. With ``organization_id`` (the signed ``Audiohook-Organization-Id`` upgrade header) an
+``open`` naming another organization is refused with ``disconnect`` reason
+``"unauthorized"``; ``admit`` may refuse a conversation (a second concurrent session for it)
+by raising :class:`AudioHookError`, before ``opened`` is sent.
+
 A connection **probe** has the all-zero ``conversationId``: the session answers ``opened`` and
 ``closed`` but emits neither :class:`SessionOpened` nor :class:`SessionClosed`; the gateway
 tells it from a call by :attr:`AudioHookSession.probe` (or by the missing ``SessionOpened``).
@@ -65,6 +78,7 @@ from mgsim.media.audiohook_protocol import (
     AudioHookError,
     disconnect_message,
     format_position,
+    parse_duration,
     parse_position,
     pause_message,
     resume_message,
@@ -84,6 +98,7 @@ __all__ = [
     "disconnect_message",
     "encode",
     "format_position",
+    "parse_duration",
     "parse_position",
     "pause_message",
     "resume_message",
@@ -97,6 +112,7 @@ _SERVER_TYPES = frozenset(
 __test__ = {
     "AudioHookError": AudioHookError,
     "format_position": format_position,
+    "parse_duration": parse_duration,
     "parse_position": parse_position,
 }
 
@@ -160,10 +176,20 @@ class AudioHookSession:
     send. A protocol violation raises :class:`AudioHookError`; the session then only waits
     for the client's ``close`` (other messages are ignored), as the server has sent
     ``disconnect``. ``close()`` reports a connection that ended without ``close``.
+
+    ``organization_id`` and ``admit`` check the ``open`` (see the module docstring).
     """
 
-    def __init__(self, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        organization_id: str | None = None,
+        admit: Callable[[str], None] | None = None,
+    ) -> None:
         self.session_id = session_id
+        self.organization_id = organization_id
+        self._admit = admit
         self.state: State = "new"
         self.seq = 0
         """The last ``seq`` the server sent."""
@@ -175,6 +201,10 @@ class AudioHookSession:
         self.language: str | None = None
         self.media: dict[str, Any] | None = None
         self.channels: tuple[str, ...] = ()
+        self.rtt_s: float | None = None
+        """The round trip the client last reported in a ``ping`` (seconds)."""
+        self.disconnected = False
+        """Whether the server has sent ``disconnect`` (it then waits for ``close``)."""
         self._serverseq = 0
         self._paused_at = 0
         self._clock = 0  # latest position reported while paused
@@ -211,6 +241,7 @@ class AudioHookSession:
         """
         if self.state == "closed":
             raise ConfigError("the session is closed; nothing more may be sent")
+        self.disconnected = True
         self.seq += 1
         sid = self.session_id or NULL_UUID
         return Reply("ws", disconnect_message(sid, self.seq, self.clientseq, reason, info))
@@ -224,7 +255,13 @@ class AudioHookSession:
             return self._after_failure(data)
         try:
             if isinstance(data, str):
-                return self._text(data)
+                try:
+                    return self._text(data)
+                except AudioHookError as exc:
+                    closing = self._close_despite(data, exc)
+                    if closing is None:
+                        raise
+                    return closing
             if isinstance(data, bytes | bytearray | memoryview):
                 return self._binary(bytes(data))
             raise AudioHookError(f"not a message: {type(data).__name__}", reason="bad-frame")
@@ -243,32 +280,46 @@ class AudioHookSession:
         return events
 
     def _after_failure(self, data: object) -> list[Event]:
-        try:
-            msg = json.loads(data) if isinstance(data, str) else None
-        except (ValueError, RecursionError):
-            msg = None
-        if not isinstance(msg, dict) or msg.get("type") != "close":
+        msg = _close_message(data)
+        if msg is None:
             return []
+        return self._closed(msg, "error")
+
+    def _close_despite(self, data: str, exc: AudioHookError) -> list[Event] | None:
+        """A ``close`` that failed validation is still answered with ``closed`` (the
+        client's close transaction must end); None when ``data`` is not a close."""
+        msg = _close_message(data)
+        if msg is None:
+            return None
+        params = msg.get("parameters")
+        reason = params.get("reason") if isinstance(params, dict) else None
+        valid = isinstance(reason, str) and reason in CLOSE_REASONS
+        events = self._closed(msg, str(reason) if valid else "error")
+        return [Anomaly("bad-close", f"{exc.reason}: {exc}"), *events]
+
+    def _closed(self, msg: dict[str, Any], reason: str) -> list[Event]:
         self.clientseq = msg["seq"] if _is_int(msg.get("seq")) else self.clientseq
         self.state = "closed"
         events: list[Event] = [self._send("closed", {})]
         if self._opened_emitted and not self._closed_emitted:
             self._closed_emitted = True
-            events.append(SessionClosed("error"))
+            events.append(SessionClosed(reason))
         return events
 
     def _text(self, data: str) -> list[Event]:
         size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
         if size > MAX_MESSAGE_BYTES:
             raise AudioHookError("text message over 64,000 bytes", reason="oversize")
-        if self.state == "closed":
-            raise AudioHookError("message after close", reason="wrong-order")
         try:
             msg = json.loads(data, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise AudioHookError(f"not JSON: {exc}", reason="bad-json") from exc
         if not isinstance(msg, dict):
             raise AudioHookError("message is not a JSON object", reason="bad-json")
+        if self.state == "closed":
+            if msg.get("type") == "close":  # a repeated close: answered again, nothing more
+                return self._closed(msg, "end")[:1]
+            raise AudioHookError("message after close", reason="wrong-order")
         if msg.get("version") != "2":
             raise _bad(f'version must be "2", got {msg.get("version")!r:.20}')
         msg_id = _string(msg, "id", uuid_form=True)
@@ -315,7 +366,7 @@ class AudioHookSession:
         if self.state != "new":
             raise AudioHookError("a second open", reason="wrong-order")
         org = _string(params, "organizationId", uuid_form=True)
-        conversation = _string(params, "conversationId", uuid_form=True)
+        conversation = _string(params, "conversationId", uuid_form=True).lower()
         participant = params.get("participant")
         if not isinstance(participant, dict):
             raise _bad("participant must be an object")
@@ -325,9 +376,17 @@ class AudioHookSession:
         if language is not None and not isinstance(language, str):
             raise _bad("language must be a string")
         self.media = _choose_media(params.get("media"))
+        if self.organization_id is not None and org.lower() != self.organization_id.lower():
+            raise AudioHookError(
+                f"organizationId {org} is not the signed Audiohook-Organization-Id "
+                f"{self.organization_id}",
+                reason="unauthorized",
+            )
+        self.probe = conversation == NULL_UUID
+        if not self.probe and self._admit is not None:
+            self._admit(conversation)
         self.channels = tuple(self.media["channels"]) if self.media else ()
         self.conversation_id, self.language = conversation, language
-        self.probe = conversation == NULL_UUID
         self.position = self._clock = position
         self.state = "active"
         events: list[Event] = [
@@ -366,7 +425,8 @@ class AudioHookSession:
     def _on_ping(self, params: dict[str, Any], position: int) -> list[Event]:
         rtt = params.get("rtt")
         if rtt is not None:
-            parse_position(rtt)
+            # A round trip the client measured, to the nanosecond: not a stream position.
+            self.rtt_s = parse_duration(rtt)
         self._check_position(position)
         return [self._send("pong", {})]
 
@@ -383,9 +443,11 @@ class AudioHookSession:
         return [Anomaly("client-error", f"{code}: {text}")]
 
     def _on_paused(self, params: dict[str, Any], position: int) -> list[Event]:
-        if self.state != "active":
-            raise AudioHookError("paused while already paused", reason="wrong-order")
         self._check_position(position)
+        if self.state == "paused":
+            # The client answers a server ``pause`` during its own pause with ``paused``
+            # again: the stream is still paused, nothing changes.
+            return []
         self.state, self._paused_at, self._clock = "paused", position, position
         return [SessionPaused(position)]
 
@@ -418,13 +480,15 @@ class AudioHookSession:
     def _binary(self, data: bytes) -> list[Event]:
         if len(data) > MAX_MESSAGE_BYTES:
             raise AudioHookError(f"binary message of {len(data)} bytes", reason="oversize")
+        if not data and self.state in ("active", "paused"):
+            return []  # no samples: a connection probe sends one such frame
         if self.state in ("new", "closed") or self.probe:
             where = "on a probe" if self.probe else f"in state {self.state}"
             raise AudioHookError(f"audio {where}", reason="wrong-order")
         if self.media is None:
             raise AudioHookError("audio but no media was accepted", reason="bad-media")
         width = len(self.channels)
-        if not data or len(data) % width:
+        if len(data) % width:
             raise AudioHookError(
                 f"{len(data)} bytes is not whole {width}-channel samples", reason="bad-frame"
             )
@@ -443,6 +507,15 @@ class AudioHookSession:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _close_message(data: object) -> dict[str, Any] | None:
+    """``data`` parsed, when it is a JSON object of type ``close``."""
+    try:
+        msg = json.loads(data) if isinstance(data, str) else None
+    except (ValueError, RecursionError):
+        return None
+    return msg if isinstance(msg, dict) and msg.get("type") == "close" else None
 
 
 _Handler = Callable[[AudioHookSession, dict[str, Any], int], list[Event]]

@@ -36,6 +36,7 @@ __all__ = [
     "AudioHookError",
     "disconnect_message",
     "format_position",
+    "parse_duration",
     "parse_position",
     "pause_message",
     "resume_message",
@@ -72,6 +73,8 @@ _REASON_CODES = {
     "bad-frame": 400,
     "unknown-type": 405,
     "wrong-order": 409,
+    "conflict": 409,
+    "unauthorized": 400,
     "oversize": 413,
     "bad-media": 415,
 }
@@ -97,7 +100,10 @@ class AudioHookError(MediaError):
     ``"wrong-order"``, ``"oversize"`` (over 64,000 bytes) or ``"bad-media"``; ``code`` is the
     AudioHook error code (400, 405, 409, 413, 415; 408, 429, 500, 503 when built by the
     gateway). Audio before ``opened``, a second ``open`` and anything after ``close`` are
-    ``"wrong-order"`` with 409, the code for a protocol-state conflict.
+    ``"wrong-order"`` with 409, the code for a protocol-state conflict; ``"conflict"`` (409)
+    refuses an ``open`` for a conversation that already has a session; ``"unauthorized"``
+    (an ``open`` for another organization than the signed one) is answered with a
+    ``disconnect`` of reason ``"unauthorized"`` instead of ``"error"``.
 
     The server answers with :meth:`disconnect_message`, waits for the client's ``close`` and
     closes the WebSocket normally (1000); :attr:`ws_close_code` is the code to use if it
@@ -124,7 +130,10 @@ class AudioHookError(MediaError):
 
     def disconnect_message(self, session: _Disconnecting) -> str:
         """The ``disconnect`` (reason ``"error"``) text the server sends for this error."""
-        data = session.disconnect("error", info=f"{self.code} {self.reason}: {self}").data
+        if self.reason == "unauthorized":
+            data = session.disconnect("unauthorized", info=str(self)).data
+        else:
+            data = session.disconnect("error", info=f"{self.code} {self.reason}: {self}").data
         assert isinstance(data, str)
         return data
 
@@ -167,6 +176,24 @@ def parse_position(text: object) -> int:
             raise AudioHookError(f"{text} is not on a sample boundary", reason="bad-position")
         samples += scaled
     return samples
+
+
+def parse_duration(text: object) -> float:
+    """Seconds in an ISO-8601 duration with up to nanosecond precision, such as a ``ping``'s
+    ``rtt`` (``"PT0.001885396S"``): a plain duration, not a stream position, so it need not
+    land on a sample.
+
+    Raises :class:`AudioHookError` (``"bad-message"``) unless it is such a duration.
+
+    >>> parse_duration("PT0.001885396S")
+    0.001885396
+    """
+    match = _DURATION_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None or text == "PT" or (match[3] is None and match[4] is not None):
+        raise AudioHookError(f"not an ISO-8601 duration: {text!r:.60}", reason="bad-message")
+    hours, minutes, seconds, frac = match.groups()
+    whole = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
+    return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
 # --- server message builders ----------------------------------------------------------

@@ -9,9 +9,18 @@ is HMAC-SHA256 keyed with the base64-decoded client secret; ``keyid`` is the API
 >>> headers = {"X-API-KEY": "k", "Audiohook-Session-Id": "s",
 ...            "Audiohook-Organization-Id": "o", "Audiohook-Correlation-Id": "c"}
 >>> signed = sign_request("GET", "/ws", "example.com", headers, client_secret_b64="c2VjcmV0",
-...                       key_id="k", nonce="n", created=100, expires=200)
+...                       key_id="k", nonce="bm9uY2Utb2YtMjItY2hhcnM", created=100, expires=200)
 >>> verify_signature("GET", "/ws", "example.com", {**headers, **signed},
-...                  client_secret_b64="c2VjcmV0", api_key="k", now=150.0)
+...                  client_secret_b64="c2VjcmV0", api_key="k", now=102.0)
+
+Freshness follows the reference verifier Genesys publishes, with a clock-skew allowance of
+:data:`CLOCK_SKEW_S` (3 s) between the client's clock and the server's: ``created`` is
+required and may be at most 3 s in the future; the signature may be at most
+:data:`MAX_SIGNATURE_AGE_S` (10 s) old counting the skew against it (so about 7 s by the
+server's clock), since a client signs the upgrade the moment it connects; ``expires``, when
+given, must be more than 3 s away; the ``nonce`` is required and at least 22 characters (128
+random bits in base64). A :class:`NonceCache` also refuses a nonce seen again while its
+signature could still be fresh (a replayed upgrade).
 """
 
 from __future__ import annotations
@@ -27,7 +36,12 @@ from mgsim.errors import ConfigError, MediaError
 
 __all__ = [
     "AUDIOHOOK_COMPONENTS",
+    "CLOCK_SKEW_S",
+    "MAX_SIGNATURE_AGE_S",
+    "MIN_NONCE_CHARS",
     "AudioHookSignatureError",
+    "NonceCache",
+    "check_api_key",
     "sign_request",
     "signature_base",
     "verify_signature",
@@ -43,6 +57,13 @@ AUDIOHOOK_COMPONENTS: tuple[str, ...] = (
 )
 """The components Genesys covers, in its order; a verifier requires every one of them."""
 
+CLOCK_SKEW_S = 3.0
+"""Allowed difference between the client's clock and the server's (the reference's 3 s)."""
+MAX_SIGNATURE_AGE_S = 10.0
+"""How old a signature may be (``created`` plus this, less the skew, must not have passed)."""
+MIN_NONCE_CHARS = 22
+"""The shortest nonce accepted: 128 bits in base64."""
+
 _ALG = "hmac-sha256"
 _DERIVED = frozenset({"@method", "@request-target", "@authority", "@path", "@query"})
 
@@ -52,8 +73,43 @@ class AudioHookSignatureError(MediaError):
 
     ``reason`` is one of ``"missing-header"``, ``"malformed"``, ``"unknown-keyid"``,
     ``"api-key-mismatch"``, ``"bad-alg"``, ``"expired"``, ``"not-yet-valid"``,
-    ``"missing-component"`` or ``"mismatch"``. A gateway answers all of them with HTTP 401.
+    ``"bad-nonce"`` (missing or shorter than 22 characters), ``"replayed"`` (a nonce seen
+    before), ``"missing-component"``, ``"mismatch"`` or ``"unexpected-signature"`` (a signed
+    request where only unsigned ones are configured). A gateway answers all of them with
+    HTTP 401.
     """
+
+
+class NonceCache:
+    """Nonces of recently accepted signatures, kept while they could still be fresh, so a
+    replayed upgrade request is refused. Bounded by how many upgrades arrive in
+    :data:`MAX_SIGNATURE_AGE_S` plus twice the skew.
+
+    >>> cache = NonceCache()
+    >>> cache.check_and_add("n" * 22, now=100.0)
+    >>> cache.check_and_add("n" * 22, now=101.0)
+    Traceback (most recent call last):
+    ...
+    mgsim.media.audiohook_signature.AudioHookSignatureError: nonce was used before
+    """
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def check_and_add(self, nonce: str, *, now: float) -> None:
+        expiry = self._expiry
+        # Insertion order is expiry order: every nonce is kept for the same window.
+        while expiry:
+            oldest, until = next(iter(expiry.items()))
+            if until >= now:
+                break
+            del expiry[oldest]
+        if nonce in self._expiry:
+            raise AudioHookSignatureError("nonce was used before", reason="replayed")
+        self._expiry[nonce] = now + MAX_SIGNATURE_AGE_S + 2 * CLOCK_SKEW_S
 
 
 def _secret(client_secret_b64: str) -> bytes:
@@ -199,6 +255,20 @@ def _require_header(headers: dict[str, str], name: str) -> str:
     return value
 
 
+def check_api_key(headers: Mapping[str, str], api_key: str) -> None:
+    """Check an unsigned upgrade request: ``X-API-KEY`` must be ``api_key`` (compared in
+    constant time) and no signature may be present, since none is configured."""
+    lowered = _lower(headers)
+    if "signature" in lowered or "signature-input" in lowered:
+        raise AudioHookSignatureError(
+            "request is signed but no client secret is configured (unsigned connections only)",
+            reason="unexpected-signature",
+        )
+    given = _require_header(lowered, "X-API-KEY").strip()
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise AudioHookSignatureError("X-API-KEY is not the configured key", reason="unknown-keyid")
+
+
 def verify_signature(
     method: str,
     path: str,
@@ -208,15 +278,19 @@ def verify_signature(
     client_secret_b64: str,
     api_key: str,
     now: float,
-    clock_skew: float = 5.0,
+    clock_skew: float = CLOCK_SKEW_S,
+    max_age: float = MAX_SIGNATURE_AGE_S,
+    nonces: NonceCache | None = None,
     required: Sequence[str] = AUDIOHOOK_COMPONENTS,
 ) -> None:
     """Check an AudioHook upgrade request's signature; return ``None`` when it is valid.
 
     ``now`` is the verifier's clock (Unix seconds), injected so tests and virtual time work.
-    ``created`` may be up to ``clock_skew`` seconds in the future. The ``keyid`` and the
-    ``X-API-KEY`` header must both equal ``api_key``; ``required`` components must be covered.
-    Raises :class:`AudioHookSignatureError` with the first problem found.
+    Freshness is checked as the module docstring says, with ``clock_skew`` and ``max_age``;
+    ``nonces``, when given, refuses a nonce seen before and remembers this one once the
+    signature is valid. The ``keyid`` and the ``X-API-KEY`` header must both equal
+    ``api_key``; ``required`` components must be covered. Raises
+    :class:`AudioHookSignatureError` with the first problem found.
     """
     lowered = _lower(headers)
     sig_input = _require_header(lowered, "Signature-Input")
@@ -252,11 +326,27 @@ def verify_signature(
         )
     if created > now + clock_skew:
         raise AudioHookSignatureError(
-            f"signature created at {created}, now is {now:.0f}", reason="not-yet-valid"
+            f"signature created at {created}, {created - now:.0f} s ahead of the server's "
+            f"clock (allowed: {clock_skew:g} s)",
+            reason="not-yet-valid",
         )
-    if expires is not None and now > expires:
+    if created + max_age < now + clock_skew:
         raise AudioHookSignatureError(
-            f"signature expired at {expires}, now is {now:.0f}", reason="expired"
+            f"signature created at {created} is {now - created:.0f} s old (at most "
+            f"{max_age - clock_skew:g} s, {max_age:g} s less the {clock_skew:g} s skew)",
+            reason="expired",
+        )
+    if expires is not None and expires < now + clock_skew:
+        raise AudioHookSignatureError(
+            f"signature expires at {expires}, within the {clock_skew:g} s skew of now ({now:.0f})",
+            reason="expired",
+        )
+    nonce = params.get("nonce")
+    if not isinstance(nonce, str) or len(nonce) < MIN_NONCE_CHARS:
+        raise AudioHookSignatureError(
+            f"nonce must be at least {MIN_NONCE_CHARS} characters, got "
+            f"{'none' if nonce is None else len(str(nonce))}",
+            reason="bad-nonce",
         )
     missing = [name for name in required if name not in components]
     unknown = [c for c in components if c.startswith("@") and c not in _DERIVED]
@@ -267,3 +357,5 @@ def verify_signature(
     base = signature_base(method, path, authority, headers, components, params_value)
     if not hmac.compare_digest(_mac(_secret(client_secret_b64), base), claimed):
         raise AudioHookSignatureError("signature does not match the request", reason="mismatch")
+    if nonces is not None:
+        nonces.check_and_add(nonce, now=now)

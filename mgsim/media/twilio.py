@@ -146,7 +146,10 @@ def encode(
     ``guid`` becomes the ``callSid``. The customer is sent on ``customer_track`` and the
     agent on the other track. Per tick of ``frame_ms`` there is one ``media`` message per
     track (inbound first) whose ``timestamp`` and ``Wire.at_ms`` are the tick's start in
-    media time; the last tick may be shorter. With ``omit_silence`` all-zero frames are not
+    media time. Every message carries a whole frame (160 bytes at 20 ms), the last one too:
+    Twilio forwards the call's RTP packets, which are whole 20 ms packets, so the end of a
+    call that is not a whole number of frames is padded with digital silence, as the
+    packetizer pads it. With ``omit_silence`` all-zero frames are not
     sent (``chunk`` and ``sequenceNumber`` count only what is sent, as Twilio's do).
     Arguments are checked before the first message is produced.
     """
@@ -191,7 +194,7 @@ def _messages(
         audible: np.ndarray[Any, np.dtype[np.bool_]] = np.any(
             padded.reshape(n_frames, flen), axis=1
         )
-        tracks.append((name, ulaw_encode_array(padded[:n]).tobytes(), audible))
+        tracks.append((name, ulaw_encode_array(padded).tobytes(), audible))
 
     sid_json = json.dumps(sid)
     yield Wire(0.0, "ws", '{"event":"connected","protocol":"Call","version":"1.0.0"}')
@@ -215,7 +218,7 @@ def _messages(
     b64 = base64.b64encode
     for i in range(n_frames):
         ts = i * frame_ms
-        lo, hi = i * flen, min((i + 1) * flen, n)
+        lo, hi = i * flen, (i + 1) * flen
         for t, (name, codes, audible) in enumerate(tracks):
             if omit_silence and not audible[i]:
                 continue

@@ -23,11 +23,14 @@ then on any clock, virtual ones included; under a real server the disconnect is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Any
@@ -62,6 +65,7 @@ from mgsim.server.jsonbody import BodyError, content_type_problem
 from mgsim.server.limits import DailyQuota, SpikeArrest
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
+from mgsim.server.warmup import warm_up
 from mgsim.speech.engine import ScriptEngine, Word
 from mgsim.transports.hub import MediaHub
 from mgsim.transports.routes import media_lifespan, media_routes
@@ -385,19 +389,20 @@ async def _sim_script(
 ) -> Response:
     assert body is not None
     guid = request.path_params["guid"]
-    words, source = _script_words(body)
+    words, source = await _script_words(body)
     state.gateway.transcription.attach(guid, ScriptEngine(words))
     return JSONResponse({"guid": guid, "words": len(words), "source": source})
 
 
-def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
+async def _script_words(body: dict[str, Any]) -> tuple[list[Word], str]:
     """The words a script request names, or 400-201 naming what is wrong. (The schema has
     made sure it names either a sample, perhaps with ``untilMs``, or words.)"""
     if "sample" in body:
         from mgsim.sim.call import samples_dir  # the simulation package: only when asked
 
         name = body["sample"]
-        script = _sample_script(name, str(samples_dir()))
+        # Reading a sample (its audio and sidecar) blocks; the loop carries live calls.
+        script = await asyncio.to_thread(_sample_script, name, str(samples_dir()))
         if script is None:
             raise Problem("400-201", f"sample: no sample call named {name!r}")
         until = body.get("untilMs", math.inf)
@@ -471,6 +476,20 @@ def _one_path(path: str, **by_method: Callable[[Request], Awaitable[Response]]) 
         return await by_method[method](request)
 
     return Route(path, dispatch, methods=list(by_method))
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Under a real server: warm up off the loop (:mod:`mgsim.server.warmup`), then the
+    media listeners."""
+    await asyncio.to_thread(warm_up)
+    # What start-up made (modules, the contract, validators) lives as long as the server:
+    # keep it out of the collector's full passes, which would otherwise scan it all again
+    # and again, each time holding the loop.
+    gc.collect()
+    gc.freeze()
+    async with media_lifespan(app):
+        yield
 
 
 def create_app(
@@ -553,7 +572,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={404: _http_error, 405: _http_error},
-        lifespan=media_lifespan,  # SIP/RTP listeners, under a real server only
+        lifespan=_lifespan,  # warm-up and SIP/RTP listeners, under a real server only
     )
     # A path with a trailing slash is not the API's: 404-01 in the envelope, where
     # Starlette would redirect (307) without checking credentials or saying why.

@@ -84,7 +84,11 @@ class SimulatorConfig:
     """Inclusive range of UDP ports for RTP and RTCP (per SIPREC call two even RTP ports,
     each with its RTCP port next to it, RFC 3550 11); None: any free ports."""
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
-    audiohook_client_secret: str = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
+    """The AudioHook integration's API key (``X-API-KEY`` and the signature's ``keyid``)."""
+    audiohook_client_secret: str | None = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
+    """The integration's client secret (base64), the HMAC key of the upgrade's signature;
+    None: connections are unsigned and the API key alone admits them (an AudioHook
+    integration configured without a client secret)."""
     webhook_url: str | None = None
     """Where transcript webhooks are POSTed (None: kept in memory only)."""
     webhook_secret: str | None = field(default=None, repr=False)
@@ -138,8 +142,11 @@ class SimulatorConfig:
             raise ConfigError(f"keep_calls must be an integer, got {self.keep_calls!r}")
         if self.keep_calls < 1:
             raise ConfigError(f"keep_calls must be >= 1 (ended calls kept), got {self.keep_calls}")
-        if not self.audiohook_api_key or not self.audiohook_client_secret:
-            raise ConfigError("the AudioHook API key and client secret must not be empty")
+        if not self.audiohook_api_key or self.audiohook_client_secret == "":
+            raise ConfigError(
+                "the AudioHook API key and client secret must not be empty (no client secret "
+                "at all, for unsigned connections, is audiohook_client_secret=None)"
+            )
 
     @property
     def uses_default_credentials(self) -> bool:
@@ -147,16 +154,16 @@ class SimulatorConfig:
 
     @property
     def uses_default_audiohook_secret(self) -> bool:
-        return (
-            self.audiohook_api_key == DEFAULT_AUDIOHOOK_API_KEY
-            or self.audiohook_client_secret == DEFAULT_AUDIOHOOK_CLIENT_SECRET
+        return self.audiohook_api_key == DEFAULT_AUDIOHOOK_API_KEY or (
+            self.audiohook_client_secret == DEFAULT_AUDIOHOOK_CLIENT_SECRET
         )
 
     @classmethod
     def from_env(cls, **overrides: object) -> SimulatorConfig:
         """Read ``MGSIM_API_ID`` / ``MGSIM_API_SECRET`` and ``MGSIM_AUDIOHOOK_API_KEY`` /
         ``MGSIM_AUDIOHOOK_CLIENT_SECRET`` (falling back to the local defaults), and
-        ``MGSIM_WEBHOOK_URL`` / ``MGSIM_WEBHOOK_SECRET`` (no webhooks when unset)."""
+        ``MGSIM_WEBHOOK_URL`` / ``MGSIM_WEBHOOK_SECRET`` (no webhooks when unset).
+        ``overrides`` win (``audiohook_client_secret=None`` for unsigned AudioHook)."""
         values: dict[str, object] = {
             "api_id": os.environ.get("MGSIM_API_ID") or DEFAULT_API_ID,
             "api_secret": os.environ.get("MGSIM_API_SECRET") or DEFAULT_API_SECRET,

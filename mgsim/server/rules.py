@@ -24,9 +24,10 @@ _GUID_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
         "an Amazon Connect ContactId (a lowercase UUID)",
     ),
+    # UUIDs compare case-insensitively: the gateway keys the call by the lower-case form.
     "genesysaudiohook": (
-        re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
-        "a Genesys conversationId (a lowercase UUID)",
+        re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+        "a Genesys conversationId (a UUID, in either case)",
     ),
 }
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from mgsim.gateway.sessions import MediaSession, is_media, open_media_session
 from mgsim.media._base import Reply, Wire
+from mgsim.media.audiohook_signature import NonceCache
+from mgsim.transports.loopwatch import LoopWatch
 from mgsim.transports.metrics import LatenessHistogram, SessionLateness
 
 if TYPE_CHECKING:
@@ -143,6 +145,10 @@ class MediaHub:
         self.open_sessions: set[Feeder] = set()
         self.sip: SipServer | None = None
         self.kvs_producers: dict[str, Feeder] = {}
+        self.loop_watch: LoopWatch | None = None
+        """The event loop's stall meter, while the app runs under a real server."""
+        self.audiohook_nonces = NonceCache()
+        """Nonces of recent AudioHook upgrade signatures (a replay is refused)."""
 
     @property
     def clock(self) -> Clock:
@@ -214,6 +220,13 @@ class MediaHub:
             "open_sessions": len(self.open_sessions),
             "lateness": self.lateness.as_dict(),
             "sip": None if sip is None else sip.describe(),
+            "loop": None
+            if self.loop_watch is None
+            else {
+                "worst_stall_ms": round(self.loop_watch.worst_s * 1000.0, 1),
+                "worst_stall_cpu_ms": round(self.loop_watch.worst_cpu_s * 1000.0, 1),
+                "ticks": self.loop_watch.ticks,
+            },
         }
 
 

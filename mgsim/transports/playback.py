@@ -75,7 +75,8 @@ class Endpoints:
     base_url: str
     sip: tuple[str, int] | None = None
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
-    audiohook_client_secret: str = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
+    audiohook_client_secret: str | None = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
+    """None: the server takes unsigned AudioHook connections (the API key alone)."""
 
     @property
     def ws_base(self) -> str:
@@ -155,7 +156,8 @@ async def _sender_for(
         return AudioHookSender(
             endpoints.ws_base + AUDIOHOOK_PATH,
             api_key=endpoints.audiohook_api_key,
-            client_secret=endpoints.audiohook_client_secret,
+            client_secret=endpoints.audiohook_client_secret or "",
+            sign=endpoints.audiohook_client_secret is not None,
             **sender_options,
         )
     if namespace == "siprec":

@@ -6,8 +6,12 @@ server with ``config.sip_port`` set (in-process use never runs a lifespan, so it
 opens a socket).
 
 ``GET /_sim/v1/media/stats`` (simulator credentials) answers the ``media.*`` counters, the
-open sessions, the frame lateness and the SIP ports; ``POST`` to it with
-``{"reset_lateness": true}`` starts a fresh lateness measurement.
+open sessions, the frame lateness, the SIP ports and, under a real server, ``loop``: the
+longest stall of the event loop seen (``worst_stall_ms``, measured by a
+:class:`~mgsim.transports.loopwatch.LoopWatch` ticker; a blocking call on any path shows
+there; ``worst_stall_cpu_ms`` counts only the loop thread's CPU time, which a process the
+operating system did not run does not spend); ``POST`` to it with
+``{"reset_lateness": true}`` starts a fresh lateness and stall measurement.
 ``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended),
 its platform pauses (samples) and, while its media session is kept, the session's
 per-stream counters (SIPREC: per m-line received, lost, paused, SSRC changes, RTCP).
@@ -26,6 +30,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from mgsim.transports.hub import MediaHub, hub_of
 from mgsim.transports.kvs_http import end_media, get_media, put_media
+from mgsim.transports.loopwatch import LoopWatch
 from mgsim.transports.sip import SipServer
 from mgsim.transports.websocket import AUDIOHOOK_PATH, audiohook_endpoint, twilio_endpoint
 
@@ -57,6 +62,8 @@ async def _stats(state: Any, request: Request, body: Any) -> Response:
 async def _reset(state: Any, request: Request, body: Any) -> Response:
     hub = hub_of(request.app)
     hub.lateness.reset()
+    if hub.loop_watch is not None:
+        hub.loop_watch.reset()
     return JSONResponse(hub.stats())
 
 
@@ -89,6 +96,7 @@ async def media_lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the SIP/RTP listeners for the app's lifetime (when ``sip_port`` is set)."""
     hub: MediaHub = hub_of(app)
     config = hub.state.config
+    hub.loop_watch = LoopWatch(period_s=0.02).start()  # 50 ticks/s: resolves stalls of 20 ms
     sip: SipServer | None = None
     if config.sip_port is not None:
         sip = SipServer(
@@ -104,3 +112,5 @@ async def media_lifespan(app: Starlette) -> AsyncIterator[None]:
             hub.sip = None
         for feeder in list(hub.open_sessions):
             feeder.close()
+        await hub.loop_watch.stop()
+        hub.loop_watch = None

@@ -8,12 +8,19 @@ Both feed the same media sessions as in-process playback (:mod:`mgsim.gateway.se
   (policy violation). One token may open many streams during its 5-minute life. A message
   the decoder refuses closes the socket with the session's ``close_code`` (1007 bad JSON or
   base64, 1003 unknown event, 1008 wrong order, 1009 too big).
-* ``/audiohook/ws``: the upgrade request must carry a valid HTTP message signature
-  (RFC 9421, the configured API key and client secret); a missing or bad one is refused
-  with HTTP 401 before the socket opens. JSON text and binary audio are fed in order and
-  the session's replies sent back. After a protocol error the server sends ``disconnect``
-  and waits up to 10 s for the client's ``close``, answers ``closed`` and closes normally
-  (or closes with the error's code when the client never does).
+* ``/audiohook/ws``: the upgrade request must carry a valid, fresh HTTP message signature
+  (RFC 9421, the configured API key and client secret; see
+  :mod:`mgsim.media.audiohook_signature` for the freshness rules, and a nonce is never
+  accepted twice); a missing, stale or bad one is refused with HTTP 401 before the socket
+  opens. With no client secret configured, unsigned upgrades carrying the API key are
+  accepted instead. JSON text and binary audio are fed in order and
+  the session's replies sent back, in the order they were made, by one writer per
+  connection (a gateway hang-up sends ``disconnect`` while the connection waits for the
+  client). After a protocol error, or a ``disconnect`` for a call the gateway hung up
+  (``DELETE /_sim/v1/calls/{guid}``, reason ``"completed"``), the server waits up to 10 s
+  for the client's ``close``, answers ``closed`` and closes normally (or closes with the
+  error's code when the client never does). The ``open``'s organizationId must be the
+  signed ``Audiohook-Organization-Id`` (else ``disconnect`` reason ``"unauthorized"``).
 
 **Session drops.** A connection that ends before the platform's closing handshake (no
 Twilio ``stop``, no AudioHook ``close``) ends the call as dropped
@@ -35,7 +42,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mgsim.media._base import Reply
-from mgsim.media.audiohook_signature import AudioHookSignatureError, verify_signature
+from mgsim.media.audiohook_signature import (
+    AudioHookSignatureError,
+    check_api_key,
+    verify_signature,
+)
 from mgsim.server.tokens import TokenError
 from mgsim.transports.hub import Feeder, hub_of
 
@@ -161,53 +172,115 @@ async def audiohook_endpoint(websocket: WebSocket) -> None:
     config = hub.state.config
     headers = dict(websocket.headers.items())
     try:
-        verify_signature(
-            "GET",
-            _request_target(websocket),
-            headers.get("host", ""),
-            headers,
-            client_secret_b64=config.audiohook_client_secret,
-            api_key=config.audiohook_api_key,
-            now=hub.clock.wall().timestamp(),
-        )
+        if config.audiohook_client_secret is None:
+            check_api_key(headers, config.audiohook_api_key)
+        else:
+            verify_signature(
+                "GET",
+                _request_target(websocket),
+                headers.get("host", ""),
+                headers,
+                client_secret_b64=config.audiohook_client_secret,
+                api_key=config.audiohook_api_key,
+                now=hub.clock.wall().timestamp(),
+                nonces=hub.audiohook_nonces,
+            )
     except AudioHookSignatureError as exc:
         hub.count(f"media.genesysaudiohook.rejected.{exc.reason}")
         await _deny(websocket, 401, exc.reason)
         return
     await websocket.accept()
-    feeder = hub.open("genesysaudiohook", session_id=headers.get("audiohook-session-id"))
+    feeder = hub.open(
+        "genesysaudiohook",
+        session_id=headers.get("audiohook-session-id"),
+        organization_id=headers.get("audiohook-organization-id"),
+    )
+    outbox = _Outbox(websocket)
     lost = True
     try:
-        lost = await _audiohook_pump(websocket, feeder)
+        lost = await _audiohook_pump(websocket, feeder, outbox)
     finally:
-        await _send_quietly(websocket, _end(feeder, lost))
+        feeder.session.push = None
+        outbox.put(_end(feeder, lost))
+        await outbox.finish()
         await _close(websocket, 1000)
 
 
-async def _send_quietly(websocket: WebSocket, replies: list[Reply]) -> None:
-    if websocket.application_state == WebSocketState.CONNECTED:
+class _Outbox:
+    """One connection's writer: replies go out in the order they were made, whether the
+    pump made them (answers to client messages) or the gateway did (a hang-up's
+    ``disconnect``), so the client sees the server's ``seq`` in order."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        # Replies to send; an int is a close code (close the socket); None ends the writer.
+        self._queue: asyncio.Queue[list[Reply] | int | None] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._run())
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def put(self, replies: list[Reply]) -> None:
+        if replies:
+            self._queue.put_nowait(replies)
+
+    def push(self, replies: list[Reply]) -> None:
+        """Send what the session says unprompted (a ``disconnect``): the client then has
+        :data:`CLOSE_WAIT_S` to close before the server closes the socket."""
+        self.put(replies)
+        if self._deadline is None:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(CLOSE_WAIT_S, self._give_up)
+
+    def _give_up(self) -> None:
+        self._queue.put_nowait(1008)  # after what is queued
+
+    async def drain(self) -> None:
+        """Wait until everything put so far is sent."""
+        await self._queue.join()
+
+    async def finish(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._queue.put_nowait(None)
         with contextlib.suppress(Exception):
-            await _send(websocket, replies)
+            await self._task
+
+    async def _run(self) -> None:
+        websocket, queue = self._websocket, self._queue
+        while True:
+            replies = await queue.get()
+            try:
+                if replies is None:
+                    return
+                if isinstance(replies, int):
+                    await _close(websocket, replies, "no close after disconnect")
+                elif websocket.application_state == WebSocketState.CONNECTED:
+                    with contextlib.suppress(Exception):  # the peer may be gone
+                        await _send(websocket, replies)
+            finally:
+                queue.task_done()
 
 
-async def _audiohook_pump(websocket: WebSocket, feeder: Feeder) -> bool:
+async def _audiohook_pump(websocket: WebSocket, feeder: Feeder, outbox: _Outbox) -> bool:
     """Feed the socket's messages; return whether the connection died (no close frame)."""
     session = feeder.session
     decoder = getattr(session, "decoder", None)
+    session.push = outbox.push
     try:
         while True:
             if session.failed:
                 try:
                     message = await asyncio.wait_for(websocket.receive(), CLOSE_WAIT_S)
                 except TimeoutError:
+                    await outbox.drain()
                     await _close(websocket, session.close_code or 1008, "no close after disconnect")
                     return False
             else:
                 message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return _lost(message)
-            await _send(websocket, feeder.feed("ws", _payload(message)))
+            outbox.put(feeder.feed("ws", _payload(message)))
             if decoder is not None and decoder.state == "closed":
+                await outbox.drain()
                 await _close(websocket, 1000)
                 return False
     except WebSocketDisconnect as exc:
