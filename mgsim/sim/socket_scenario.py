@@ -168,6 +168,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                     await call_opened()
                 except MgsimError as exc:
                     return record(action, False, f"{type(exc).__name__}: {exc}")
+            sent_ms = round((loop.time() - started) * 1000.0, 3) if concurrent else None
 
             async def ended() -> bool:
                 return await _ended(media, guid)
@@ -176,7 +177,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 control, sc, guid, action, autotranscribe=autotranscribe, params=params,
                 within_ms=within_ms, call_ended=ended,
             )  # fmt: skip
-            return record(action, confirmed, detail)
+            return record(action, confirmed, detail, sent_ms)
 
         # In real time actions run beside the media and a guard keeps its deadline on the
         # clock (as in process); in fast mode each action holds the media until answered.
@@ -217,15 +218,18 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 return silence(sc.namespace, wire)
             return wire
 
-        def record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
+        def record(
+            action: ControlAction, confirmed: bool, detail: str, sent_ms: float | None = None
+        ) -> ActionRecord:
             # Fast mode holds the media while an action runs: it takes effect at its
             # (possibly deferred) media time. In real time it took what the clock says.
             done_ms = max(action.at_ms, opens_ms)
             if concurrent:
                 done_ms = round((loop.time() - started) * 1000.0, 3)
             return ActionRecord(
-                action.at_ms, action.action, action.reason, confirmed, detail, done_ms
-            )
+                action.at_ms, action.action, action.reason, confirmed, detail, done_ms,
+                sent_ms=done_ms if sent_ms is None else sent_ms,
+            )  # fmt: skip
 
         wires = list(sc.wires())
         # Nothing is asked of a call before its platform opened it (in-process, the control

@@ -49,7 +49,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DigitGroup", "DigitRun", "digit_runs", "split_punctuation", "spoken_digits"]
+__all__ = [
+    "NUMBER_WORDS",
+    "DigitGroup",
+    "DigitRun",
+    "digit_runs",
+    "split_punctuation",
+    "spoken_digits",
+]
 
 _WRITTEN = re.compile(r"[0-9]+(?:[-/.:][0-9]+)*", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]+\.[0-9]+", re.ASCII)
@@ -83,6 +90,13 @@ _WORDS: dict[str, tuple[int, int]] = {
     **{w: (_TEEN, n) for n, w in enumerate(_TEENS, 10)},
     **{w: (_TENS, n) for n, w in zip(range(20, 100, 10), _TENS_WORDS, strict=True)},
 }
+NUMBER_WORDS: dict[str, tuple[str, int]] = {
+    word: ({_UNIT: "unit", _OH: "unit", _TEEN: "teen", _TENS: "tens"}[kind], value)
+    for word, (kind, value) in _WORDS.items()
+    if kind in (_UNIT, _OH, _TEEN, _TENS)
+}
+"""Spoken number words that carry a value, by kind (``unit``, ``teen``, ``tens``): what a
+mask of the same length could hide (:mod:`mgsim.speech.inference`)."""
 _JOIN_WORDS = frozenset({"dash", "hyphen", "space", "slash", "uh", "um", "er", "ah", "hmm"})
 _JOIN_MARKS = frozenset({"-", "–", "—", "/"})
 _INTERJECTION_MARKS = frozenset(",!?")
