@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -81,13 +82,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"SIPREC: SIP on {sip} (UDP and TCP)", file=sys.stderr)
     elif config.sip_port == 0:
         print("SIPREC: SIP on a free port (GET /_sim/v1/media/stats names it)", file=sys.stderr)
+    app: Any = sim.app
+    if not args.quiet:
+        from mgsim.transports.access_log import AccessLog
+
+        secrets = [config.api_id, config.api_secret, config.audiohook_client_secret]
+        app = AccessLog(sim.app, sys.stderr, secrets=secrets)
     uvicorn.run(
-        sim.app,
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        # Access lines would carry the Twilio media token in WebSocket paths; mgsim logs its
-        # own events instead.
+        # uvicorn's access lines would carry the Twilio media token in WebSocket paths;
+        # AccessLog writes them with tokens masked instead.
         access_log=False,
         ws_max_size=1 << 20,  # decoders refuse over 64 kB with their own close codes
     )
@@ -147,16 +154,20 @@ def _scenario_from(args: argparse.Namespace) -> Any:
 
 
 def _call(args: argparse.Namespace) -> int:
+    from mgsim.report import exit_code, print_call, realtime_progress
     from mgsim.sim.scenario import run_scenario
 
     scenario = _scenario_from(args)
-    if args.transport == "socket":
-        from mgsim.sim.socket_scenario import run_scenario_over_sockets
+    pacing = (
+        realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
+    )
+    with pacing:
+        if args.transport == "socket":
+            from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
-        result = run_scenario_over_sockets(scenario)
-    else:
-        result = run_scenario(scenario)
-    from mgsim.report import exit_code, print_call
+            result = run_scenario_over_sockets(scenario)
+        else:
+            result = run_scenario(scenario)
 
     if args.json:
         print(json.dumps({**result.to_json(), "exit_code": exit_code(result)}, indent=2))
@@ -345,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ended calls kept, most recent first, with their transcripts (default 1000); "
         "older ones are let go so a long run stays in flat memory",
+    )
+    serve.add_argument(
+        "--quiet",
+        action="store_true",
+        help="write no line per request (by default each request is logged to stderr, "
+        "media tokens and secrets masked)",
     )
     serve.add_argument(
         "--log-level",

@@ -17,8 +17,12 @@ Exit codes of ``mgsim call`` (also in ``mgsim call --help``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mgsim.sim.explain import lost_words, masked_spans
 from mgsim.speech.leaks import VERDICT_TEXT
@@ -26,7 +30,15 @@ from mgsim.speech.leaks import VERDICT_TEXT
 if TYPE_CHECKING:
     from mgsim.sim.scenario import ScenarioResult
 
-__all__ = ["EXIT_FAILED", "EXIT_LEAK", "EXIT_SAFE", "EXIT_USAGE", "exit_code", "print_call"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_LEAK",
+    "EXIT_SAFE",
+    "EXIT_USAGE",
+    "exit_code",
+    "print_call",
+    "realtime_progress",
+]
 
 EXIT_SAFE = 0
 EXIT_LEAK = 1
@@ -69,6 +81,9 @@ def print_call(result: ScenarioResult, out: Callable[[str], None] = print) -> No
     out(f"plan {sc.plan.describe()}")
     out(f"stops: {_stops(result)}")
     out(f"redaction: {sc.redaction_output}")
+    if result.transport:
+        out(f"over sockets: control over {result.transport['control']}")
+        out(f"  media: {result.transport['media']}")
     out("")
     out(f"  {'planned':>8}  {'sent':>8}  {'in effect':>9}  action  outcome")
     for a in result.actions:
@@ -151,3 +166,37 @@ def demo_verdict(summary: dict[str, Any]) -> str:
     if verdicts["redacted"]:
         return "redacted"
     return "never transcribed"
+
+
+@contextlib.contextmanager
+def realtime_progress(
+    duration_ms: float, *, stream: TextIO | None = None, every_s: float = 5.0
+) -> Iterator[None]:
+    """While a real-time call plays, say how far it has got on ``stream`` (stderr): on a
+    terminal one line rewritten each second, otherwise a line every ``every_s``. The call
+    is paced by the wall clock, so the time elapsed is the call time played."""
+    out = sys.stderr if stream is None else stream
+    tty = out.isatty()
+    total_s = duration_ms / 1000.0
+    done = threading.Event()
+    started = time.monotonic()
+
+    def report() -> None:
+        while not done.wait(1.0 if tty else every_s):
+            played = min(time.monotonic() - started, total_s)
+            line = f"mgsim: playing in real time: {played:5.1f} of {total_s:.1f} s"
+            out.write(f"\r{line}" if tty else f"{line}\n")
+            out.flush()
+
+    out.write(f"mgsim: playing the call in real time ({total_s:.1f} s)\n")
+    out.flush()
+    thread = threading.Thread(target=report, name="mgsim-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2.0)
+        elapsed = time.monotonic() - started
+        out.write(f"{chr(13) if tty else ''}mgsim: call played in {elapsed:.1f} s\n")
+        out.flush()

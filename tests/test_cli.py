@@ -223,6 +223,46 @@ def test_a_run_that_cannot_complete_exits_3(
 
 
 @pytest.mark.socket
+@pytest.mark.parametrize(
+    ("namespace", "media"),
+    [
+        ("siprec", r"SIP over UDP to 127\.0\.0\.1:\d+, RTP over UDP to ports \d+, \d+ "),
+        (
+            "twilio",
+            r"over WebSocket ws://127\.0\.0\.1:\d+/mg-twilio-autotranscribe/twilio-media/\*\*\*$",
+        ),
+    ],
+)
+def test_socket_mode_says_which_transport_and_ports_it_used(
+    namespace: str, media: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    argv = ["call", "--namespace", namespace, "--audio", "card_payment", "--transport", "socket"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    control = next(line for line in lines if line.startswith("over sockets:"))
+    assert re.fullmatch(r"over sockets: control over HTTP http://127\.0\.0\.1:\d+", control)
+    media_line = lines[lines.index(control) + 1]
+    assert re.search(media, media_line), media_line
+
+
+def test_realtime_progress_reports_while_the_call_plays() -> None:
+    import io
+    import time
+
+    from mgsim.report import realtime_progress
+
+    out = io.StringIO()
+    with realtime_progress(3000, stream=out, every_s=0.2):
+        time.sleep(0.7)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "mgsim: playing the call in real time (3.0 s)"
+    assert any(line.startswith("mgsim: playing in real time:") for line in lines[1:-1])
+    assert lines[-1].startswith("mgsim: call played in ")
+
+
+@pytest.mark.socket
 @pytest.mark.parametrize("namespace", ["siprec", "amazonconnect"])
 def test_call_over_sockets_prints_the_same_json_shape(
     namespace: str, capsys: pytest.CaptureFixture[str]
@@ -285,3 +325,37 @@ def test_a_closed_pipe_ends_the_command_quietly(monkeypatch: pytest.MonkeyPatch)
         assert main(["call", "--namespace", "twilio", "--audio", "card_payment"]) == 1
     finally:
         gone.close()  # now writes to /dev/null: nothing left to fail
+
+
+def test_the_demos_try_line_works_as_printed_without_mgsim_on_path() -> None:
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    mgsim = Path(sys.executable).with_name("mgsim")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    demo = subprocess.run(
+        [str(mgsim.relative_to(root)) if mgsim.is_relative_to(root) else str(mgsim), "demo"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    line = next(x for x in demo.stdout.splitlines() if x.startswith("Try: "))
+    argv = shlex.split(line.removeprefix("Try: "))
+    assert argv[0] != "mgsim"  # not on this PATH: the printed command names the path
+    tried = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert tried.returncode == 0, tried.stderr
+    assert "verdict: safe (exit 0)" in tried.stdout
+
+
+def test_the_try_line_says_mgsim_when_the_shell_finds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from mgsim.cli import self_command
+
+    mgsim = Path(sys.executable).with_name("mgsim")
+    monkeypatch.setattr(sys, "argv", [str(mgsim), "demo"])
+    monkeypatch.setenv("PATH", f"{mgsim.parent}{os.pathsep}/usr/bin")
+    assert self_command() == "mgsim"
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert self_command().endswith("bin/mgsim") and Path(self_command()).exists()

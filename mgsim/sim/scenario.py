@@ -229,6 +229,9 @@ class ScenarioResult:
     policies: ParticipantPolicies
     impairment: ImpairReport | None = None
     """What the scenario's impairment did to the media (None without one)."""
+    transport: dict[str, str] | None = None
+    """Over sockets: the transport and the addresses and ports used (``control``,
+    ``media``); None in process."""
 
     @property
     def leaks(self) -> dict[str, Any]:
@@ -272,6 +275,7 @@ class ScenarioResult:
                 "margin_after_ms": self.scenario.plan.margin_after_ms,
             },
             "redaction_output": self.scenario.redaction_output,
+            "transport": self.transport or {"transport": "inprocess"},
             "utterances": self.utterance_rows(),
             "verdict": self.report.verdict,
             "spans": [span.to_json() for span in self.report.spans],

@@ -119,9 +119,10 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
     transcription.webhooks = sink
     transcription.attach(scenario.guid, ScriptEngine(scenario.call.words))
     server = ServerThread(sim)
+    used: dict[str, str] = {}
     try:
         server.start()
-        records, journal = in_fresh_loop(_play(scenario, server))
+        records, journal = in_fresh_loop(_play(scenario, server, used))
     finally:
         # Joined (bounded) before the gateway state is read below.
         server.stop()
@@ -132,10 +133,13 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
                             extra={"transport": "socket"})  # fmt: skip
     if scenario.impairment is not None:
         result.impairment = scenario.impaired().report  # seeded: what was played
+    result.transport = used
     return result
 
 
-async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord], Journal]:
+async def _play(
+    sc: Scenario, server: ServerThread, used: dict[str, str]
+) -> tuple[list[ActionRecord], Journal]:
     guid = sc.guid
     params = sc.start_params()
     stream_arn = params.stream_arn if isinstance(params, AmazonConnectParams) else None
@@ -253,7 +257,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             schedule += [
                 (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
             ]
-        await play_over_sockets(
+        played = await play_over_sockets(
             server.endpoints,
             sc.namespace,
             wires,
@@ -265,6 +269,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             concurrent_actions=concurrent,
             transform=at_source if concurrent else None,
         )
+        used.update(transport_used(sc.namespace, server, played.replies))
         records.sort(key=lambda r: r.at_ms)
         for i, window in masked.items():
             action = actions[i]
@@ -272,6 +277,36 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
                     records[k] = failed_closed(rec, window)
         return records, control.journal
+
+
+def transport_used(
+    namespace: str, server: ServerThread, replies: list[str | bytes]
+) -> dict[str, str]:
+    """Which transport and ports a socket run used: ``control`` and ``media`` (for SIPREC
+    the RTP ports come from the SDP answer of the server's replies)."""
+    host, port = server.host, server.port
+    if namespace == "siprec":
+        sip = server.endpoints.sip
+        rtp = sorted(
+            {
+                int(line.split()[1])
+                for reply in replies
+                for line in (
+                    reply.decode("latin-1") if isinstance(reply, bytes) else reply
+                ).splitlines()
+                if line.startswith("m=audio ")
+            }
+        )
+        where = f"{sip[0]}:{sip[1]}" if sip else "?"
+        ports = ", ".join(map(str, rtp)) or "?"
+        media = f"SIP over UDP to {where}, RTP over UDP to ports {ports} (from the SDP answer)"
+    elif namespace == "twilio":
+        media = f"Twilio Media Streams over WebSocket ws://{host}:{port}/mg-twilio-autotranscribe/twilio-media/***"
+    elif namespace == "genesysaudiohook":
+        media = f"AudioHook over WebSocket ws://{host}:{port}/audiohook/ws"
+    else:
+        media = f"Kinesis Video Streams over HTTP: PutMedia to http://{host}:{port}/putMedia"
+    return {"transport": "socket", "control": f"HTTP {server.base_url}", "media": media}
 
 
 async def _ended(client: AsyncClient, guid: str) -> bool:
