@@ -204,8 +204,8 @@ def timeline(
                     _rect(ax, x.start_ms, x.end_ms, -1.15, 1.15, "clipped", fill=False,
                           linestyle="--", linewidth=1.2, zorder=4)  # fmt: skip
                     ax.text(
-                        (x.start_ms + x.end_ms) / 2000.0, -1.15, f"{x.count} clipped",
-                        fontsize=9, ha="center", va="top", color=COLORS["clipped"],
+                        (x.start_ms + x.end_ms) / 2000.0, -1.0, f"{x.count} clipped",
+                        fontsize=9, ha="center", va="bottom", color=COLORS["clipped"],
                         gid="clipped-label", zorder=5, clip_on=True,
                     )  # fmt: skip
             for who, a, b, gid in marks:
