@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo lab serve test check bench clean system-deps
+.PHONY: setup demo lab app serve test check bench clean system-deps
+
+# Jupyter refuses to run as root unless told; containers often are root. Loopback only.
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +26,13 @@ demo: $(STAMP)
 
 ## lab: open JupyterLab on the notebooks (embedded simulator, works offline)
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/
+
+## app: the run panel as a dashboard without code (Voila) on http://127.0.0.1:8866
+APP_PORT ?= 8866
+app: $(STAMP)
+	$(BIN)/voila --no-browser --Voila.ip=127.0.0.1 --port=$(APP_PORT) --Voila.port_retries=0 \
+		notebooks/app.ipynb
 
 ## serve: the simulated gateway on http://127.0.0.1:8080
 serve: $(STAMP)

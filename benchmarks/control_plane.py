@@ -359,6 +359,7 @@ def _mgsim_argv(port: int) -> list[str]:
         "--port",
         str(port),
         "--no-limits",
+        "--quiet",  # no line per request: the figures measure the API, not the log
     ]
 
 

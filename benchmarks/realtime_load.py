@@ -142,7 +142,7 @@ class _Server:
         self.port = _free_port(socket.SOCK_STREAM)
         self.sip_port = _free_port(socket.SOCK_DGRAM)
         cmd = [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(self.port)]
-        cmd += ["--sip-port", str(self.sip_port), "--no-limits", "--log-level", "error"]
+        cmd += ["--sip-port", str(self.sip_port), "--no-limits", "--log-level", "error", "--quiet"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.base_url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 20

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -24,7 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mgsim import __version__
-from mgsim.errors import ConfigError
+from mgsim.errors import ConfigError, MgsimError
+from mgsim.report import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["main"]
 
@@ -96,13 +98,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"SIPREC: SIP on {sip} (UDP and TCP)", file=sys.stderr)
     elif config.sip_port == 0:
         print("SIPREC: SIP on a free port (GET /_sim/v1/media/stats names it)", file=sys.stderr)
+    app: Any = sim.app
+    if not args.quiet:
+        from mgsim.transports.access_log import AccessLog
+
+        secrets = [config.api_id, config.api_secret, config.audiohook_client_secret]
+        app = AccessLog(sim.app, sys.stderr, secrets=secrets)
     uvicorn.run(
-        sim.app,
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        # Access lines would carry the Twilio media token in WebSocket paths; mgsim logs its
-        # own events instead.
+        # uvicorn's access lines would carry the Twilio media token in WebSocket paths;
+        # AccessLog writes them with tokens masked instead.
         access_log=False,
         ws_max_size=1 << 20,  # decoders refuse over 64 kB with their own close codes
     )
@@ -161,58 +169,31 @@ def _scenario_from(args: argparse.Namespace) -> Any:
     )
 
 
-def _print_call(result: Any) -> None:
-    sc = result.scenario
-    leaks = result.leaks
-    print(f"{sc.call.title or sc.call.call_id} via {sc.namespace} (guid {result.guid})")
-    print(
-        f"plan {sc.plan.kind}: stop {sc.plan.margin_before_ms:.0f} ms before and start "
-        f"{sc.plan.margin_after_ms:.0f} ms after each sensitive span; redaction "
-        f"{sc.redaction_output}"
-    )
-    print()
-    for a in result.actions:
-        mark = "ok " if a.confirmed else ("MASKED" if a.masked_until_ms else "FAILED")
-        print(f"  {a.at_ms / 1000:7.2f} s  {a.action:5}  {mark:6}  {a.reason}  ({a.detail})")
-    print()
-    for row in result.utterance_rows():
-        text = row["redacted_text"] if sc.redaction_output != "unredacted" else row["text"]
-        print(f"  {row['start_ms'] / 1000:7.2f} s  {row['role']:8}  {text}")
-    print()
-    verdict = "LEAK" if leaks["pci_words_visible"] else "no card data visible"
-    print(
-        f"sensitive words: {leaks['pci_words']}; transcribed {leaks['pci_words_transcribed']} "
-        f"({leaks['pci_ms_transcribed']:.0f} ms of audio); visible after redaction "
-        f"{leaks['pci_words_visible']}: {verdict}"
-    )
-    codes = [f"{e.status}" for e in result.journal.entries]
-    print(f"requests: {len(codes)} ({', '.join(sorted(set(codes)))})")
-    if result.impairment is not None:
-        imp = result.impairment
-        print(
-            f"media impaired: {imp.sent} messages sent, {imp.dropped} lost, "
-            f"{imp.reordered} reordered, {imp.delayed} delayed"
-        )
-
-
 def _call(args: argparse.Namespace) -> int:
+    from mgsim.report import exit_code, print_call, realtime_progress
     from mgsim.sim.scenario import run_scenario
 
     scenario = _scenario_from(args)
-    if args.transport == "socket":
-        from mgsim.sim.socket_scenario import run_scenario_over_sockets
+    pacing = (
+        realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
+    )
+    with pacing:
+        if args.transport == "socket":
+            from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
-        result = run_scenario_over_sockets(scenario)
-    else:
-        result = run_scenario(scenario)
+            result = run_scenario_over_sockets(scenario)
+        else:
+            result = run_scenario(scenario)
+
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps({**result.to_json(), "exit_code": exit_code(result)}, indent=2))
     else:
-        _print_call(result)
-    return 0
+        print_call(result)
+    return exit_code(result)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from mgsim.report import demo_verdict
     from mgsim.sim.call import load_sample
     from mgsim.sim.plans import Plan
     from mgsim.sim.scenario import NAMESPACES, Scenario, run_scenario
@@ -236,6 +217,7 @@ def _demo(args: argparse.Namespace) -> int:
                         "pci_words_transcribed": leaks["pci_words_transcribed"],
                         "pci_words_visible": leaks["pci_words_visible"],
                         "requests": len(result.journal),
+                        "verdict": demo_verdict(leaks),
                     }
                 )
     if args.json:
@@ -247,22 +229,68 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print()
     header = f"{'namespace':18} {'plan':6} {'output':11} {'utterances':>10} "
-    header += f"{'PCI transcribed':>16} {'PCI visible':>12}"
+    header += f"{'PCI transcribed':>16} {'PCI visible':>12}  verdict"
     print(header)
-    print("-" * len(header))
+    print("-" * (len(header) + 10))
     for r in rows:
         print(
             f"{r['namespace']:18} {r['plan']:6} {r['redaction_output']:11} {r['utterances']:>10} "
-            f"{r['pci_words_transcribed']:>16} {r['pci_words_visible']:>12}"
+            f"{r['pci_words_transcribed']:>16} {r['pci_words_visible']:>12}  {r['verdict']}"
         )
     print()
-    print("whole: the gateway transcribes the card details; only redaction hides them.")
+    print("whole: the gateway transcribes the card details; only redaction hides them, and its")
+    print("       masks (one # per character) still give the expiry's spoken 'oh' away: a leak.")
     print("guard: stop-streaming before each sensitive span, start after: nothing to redact.")
+    print("LEAK (n): n sensitive spans visible, shown or inferable from their masks.")
+    print()
     print(
-        "Try: mgsim call --namespace twilio --audio card_payment --plan guard --margin-ms 0 "
+        f"Try: {self_command()} call --namespace twilio --audio card_payment --margin-ms 0 "
         "--latency-ms 400"
     )
     return 0
+
+
+def self_command() -> str:
+    """How to run mgsim again from here: ``mgsim`` when the shell finds this one on PATH,
+    else its path (``.venv/bin/mgsim`` from a checkout)."""
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if here is None or here.name != "mgsim" or not here.exists():
+        here = Path(sys.executable).with_name("mgsim")
+        if not here.exists():
+            return f"{sys.executable} -m mgsim.cli"
+    found = shutil.which("mgsim")
+    if found and Path(found).resolve() == here.resolve():
+        return "mgsim"
+    try:
+        return str(here.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(here.absolute())
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number, got {text!r}") from None
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a float from 0 to 1."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"wants a probability between 0 and 1, got {text}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    """An argparse type: a finite float >= 0."""
+    value = _number(text)
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"wants a number of milliseconds >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,16 +344,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--latency-ms",
-        type=float,
+        type=_milliseconds,
+        metavar="MS",
         default=0.0,
         help="added to every vendor request before it takes effect",
     )
     serve.add_argument(
-        "--jitter-ms", type=float, default=0.0, help="plus up to this much (uniform, seeded)"
+        "--jitter-ms",
+        type=_milliseconds,
+        metavar="MS",
+        default=0.0,
+        help="plus up to this much (uniform, seeded)",
     )
     serve.add_argument(
         "--fail-rate",
-        type=float,
+        type=_probability,
+        metavar="P",
         default=0.0,
         help="probability that a vendor request answers 503 (per-request rules: "
         "POST /_sim/v1/faults, see docs/FAULTS.md)",
@@ -351,29 +385,55 @@ def build_parser() -> argparse.ArgumentParser:
         "(MGSIM_AUDIOHOOK_API_KEY) alone: an integration without a client secret",
     )
     serve.add_argument(
-        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+        "--quiet",
+        action="store_true",
+        help="write no line per request (by default each request is logged to stderr, "
+        "media tokens and secrets masked)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default warning)",
     )
     serve.set_defaults(func=_serve)
 
-    call = sub.add_parser("call", help="play one call through one platform and report leaks")
+    call = sub.add_parser(
+        "call",
+        help="play one call through one platform and report leaks",
+        description="Play one call through one platform's wire format into the simulated "
+        "gateway, drive start/stop-streaming by a plan, and give every sensitive span a "
+        "verdict: never transcribed, transcribed but redacted, or visible.",
+        epilog=EXIT_CODES_HELP,
+    )
     call.add_argument(
         "--namespace",
         required=True,
         choices=["siprec", "twilio", "genesysaudiohook", "amazonconnect"],
+        help="the platform whose wire format carries the call",
     )
     call.add_argument(
         "--audio", required=True, help="a sample call name (e.g. card_payment) or a .wav/.json path"
     )
-    call.add_argument("--plan", default="guard", choices=["whole", "connect", "guard"])
+    call.add_argument(
+        "--plan",
+        default="guard",
+        choices=["whole", "connect", "guard"],
+        help="when to start and stop: whole (the entire call), connect (not during IVR, "
+        "hold or transfer ringback), guard (default: connect, plus a stop around each "
+        "sensitive span)",
+    )
     call.add_argument(
         "--margin-ms",
-        type=float,
+        type=_milliseconds,
+        metavar="MS",
         default=1500.0,
         help="guard: stop this long before each sensitive span (default 1500)",
     )
     call.add_argument(
         "--margin-after-ms",
-        type=float,
+        type=_milliseconds,
+        metavar="MS",
         default=None,
         help="guard: start this long after each span (default 1000)",
     )
@@ -381,36 +441,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--redaction-output",
         default="redacted",
         choices=["redacted", "unredacted", "redacted_and_unredacted"],
+        help="the start request's redactionOutput (default redacted)",
     )
     call.add_argument(
         "--latency-ms",
-        type=float,
+        type=_milliseconds,
+        metavar="MS",
         default=0.0,
         help="added to every control request before it takes effect",
     )
     call.add_argument(
         "--fail-rate",
-        type=float,
+        type=_probability,
+        metavar="P",
         default=0.0,
-        help="probability that a control request answers 503",
+        help="probability (0 to 1) that a control request answers 503",
     )
     call.add_argument(
         "--loss",
-        type=float,
+        type=_probability,
+        metavar="P",
         default=0.0,
-        help="probability that a media message is lost (siprec, twilio)",
+        help="probability (0 to 1) that a media message is lost (siprec, twilio)",
     )
     call.add_argument(
         "--jitter-ms",
-        type=float,
+        type=_milliseconds,
+        metavar="MS",
         default=0.0,
         help="media arrives up to this much late (uniform; at most 1000)",
     )
     call.add_argument(
         "--reorder",
-        type=float,
+        type=_probability,
+        metavar="P",
         default=0.0,
-        help="probability that an RTP packet arrives after its successor (siprec)",
+        help="probability (0 to 1) that an RTP packet arrives after its successor (siprec)",
     )
     call.add_argument(
         "--naive-stop",
@@ -428,15 +494,24 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--realtime",
         action="store_true",
-        help="pace the call in real time (it takes as long as the call); over sockets this "
-        "is what --latency-ms and --fail-rate need",
+        help="pace the call in real time (it takes as long as the call; progress goes to "
+        "stderr); over sockets this is what --latency-ms and --fail-rate need",
     )
-    call.add_argument("--seed", type=int, default=0)
-    call.add_argument("--json", action="store_true", help="print one JSON object")
+    call.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for injected faults and media impairment (default 0: runs repeat exactly)",
+    )
+    call.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (verdict, spans, actions, transcript, requests)",
+    )
     call.set_defaults(func=_call)
 
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(func=_demo)
     return parser
 
@@ -449,7 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except ConfigError as exc:
         print(f"mgsim: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except MgsimError as exc:
+        print(f"mgsim: the run could not be completed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
         # The reader went away (``mgsim call ... | head``): stop quietly, and keep Python
         # from complaining again when it flushes stdout at exit.

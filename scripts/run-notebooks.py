@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Re-execute the numbered notebooks and save them with their outputs, deterministically.
+"""Re-execute the notebooks and save them with their outputs, deterministically.
 
-    .venv/bin/python scripts/run-notebooks.py                 # every notebooks/NN_*.ipynb
+    .venv/bin/python scripts/run-notebooks.py                 # NN_*.ipynb and app.ipynb
     .venv/bin/python scripts/run-notebooks.py 03_pci_windows  # some of them
     .venv/bin/python scripts/run-notebooks.py --images        # also docs/img/*.png
 
@@ -101,12 +101,15 @@ def images() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="notebook names (default: all NN_*.ipynb)")
+    parser.add_argument(
+        "names", nargs="*", help="notebook names (default: all NN_*.ipynb and app.ipynb)"
+    )
     parser.add_argument("--timeout", type=int, default=120, help="seconds per cell")
     parser.add_argument("--check", action="store_true", help="exit 1 if a notebook would change")
     parser.add_argument("--images", action="store_true", help="also write docs/img/*.png")
     args = parser.parse_args()
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    # The numbered stories, and the dashboard `make app` serves.
+    paths = [*sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), NOTEBOOKS / "app.ipynb"]
     if args.names:
         wanted = {n.removesuffix(".ipynb") for n in args.names}
         paths = [p for p in paths if p.stem in wanted]

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,7 +67,13 @@ def skip_reason() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if not CHROMIUM.is_file():
         return f"{CHROMIUM} is missing (as root, `make system-deps` installs Debian's chromium)"
-    for module, extra in (("playwright", "dev"), ("jupyterlab", "lab"), ("ipywidgets", "lab")):
+    modules = (
+        ("playwright", "dev"),
+        ("jupyterlab", "lab"),
+        ("ipywidgets", "lab"),
+        ("voila", "lab"),
+    )
+    for module, extra in modules:
         if importlib.util.find_spec(module) is None:
             return f"the {module} package is not importable (pip install -e '.[{extra}]')"
     return None
@@ -153,6 +160,71 @@ def run_jupyterlab(
             yield lab
         finally:
             _stop(lab, proc)
+
+
+@dataclass(frozen=True)
+class App:
+    """``make app`` running: the dashboard's address and the server's log file."""
+
+    base_url: str
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+@contextlib.contextmanager
+def run_app(
+    root: Path, workdir: Path, port: int, *, startup_timeout: float = 45.0
+) -> Iterator[App]:
+    """Run ``make app`` (Voilà serving notebooks/app.ipynb) on ``127.0.0.1:port``, with
+    Jupyter's configuration and runtime files under ``workdir``; stop it (and its kernels)
+    after."""
+    names = ("config", "data", "runtime", "ipython")
+    dirs = {name: workdir / name for name in names}
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env |= {
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "IPYTHONDIR": str(dirs["ipython"]),
+        "MPLBACKEND": "agg",
+        # The kernel must run this environment's Python, as `make app` does from a clone.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    }
+    log = workdir / "voila.log"
+    app = App(f"http://127.0.0.1:{port}", log)
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "app", f"APP_PORT={port}"], cwd=root, env=env,
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"make app exited with {proc.returncode}:\n{app.log_tail()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"make app not listening within {startup_timeout:.0f} s")
+                time.sleep(0.2)
+            yield app
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # Voilà shuts its kernels down on ^C
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
 
 
 def _wait_ready(lab: JupyterLab, proc: subprocess.Popen[bytes], timeout: float) -> None:

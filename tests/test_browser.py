@@ -18,8 +18,10 @@ import pytest
 from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    App,
     JupyterLab,
     NotebookPage,
+    run_app,
     run_jupyterlab,
     skip_reason,
     table_rows,
@@ -33,12 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 QUICKSTART = "01_quickstart.ipynb"
 SCREENSHOT = ROOT / "test-artifacts" / "browser-quickstart.png"
+APP_SCREENSHOT = ROOT / "test-artifacts" / "browser-app.png"
 
 # Deadlines (the whole test takes about 25 s on two cores).
 LAB_START_S = 30.0
 OPEN_MS = 45_000.0
 RUN_S = 45.0
 CLICK_MS = 10_000.0
+APP_OPEN_MS = 120_000.0
 
 _SKIP = skip_reason()
 needs_browser = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
@@ -162,3 +166,39 @@ def test_quickstart_control_panel(lab: JupyterLab, page: Page) -> None:
     # The panel's state plot was redrawn after each click.
     assert plot_before and plot_started and plot_stopped
     assert len({plot_before, plot_started, plot_stopped}) == 3
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    with run_app(ROOT, tmp_path, free_port(), startup_timeout=LAB_START_S) as server:
+        yield server
+
+
+@needs_browser
+@pytest.mark.socket
+@pytest.mark.slow
+def test_make_app_serves_the_run_panel_without_code(app: App, page: Page) -> None:
+    """``make app``: the dashboard shows the panel and its first run, no code, and runs
+    again from the page."""
+    from playwright.sync_api import expect
+
+    try:
+        # Voilà shows the page once the notebook has run (the panel's first run included).
+        page.goto(app.base_url, timeout=APP_OPEN_MS)
+        run = page.get_by_role("button", name=re.compile(r"^\W*run\s*$"))
+        expect(run).to_be_visible(timeout=APP_OPEN_MS)
+        expect(page.get_by_text("mgsim: a card payment through")).to_be_visible()
+        # A dashboard: the code that built the panel is not on the page.
+        assert "RunPanel(" not in page.content()
+        expect(page.get_by_text("from mgsim.lab import")).to_have_count(0)
+        expect(page.locator(".cm-editor, .CodeMirror")).to_have_count(0)
+        summary = page.locator(".widget-html", has_text="sensitive words transcribed")
+        expect(summary.first).to_contain_text("never transcribed")
+        # A stop sent once, 400 ms late with no margin: the page reruns and shows the leak.
+        page.get_by_role("checkbox", name="confirmed (PCI-safe) stop").uncheck()
+        run.click()
+        expect(summary.first).to_contain_text("LEAK", timeout=RUN_S * 1000)
+        expect(page.locator(".widget-image img, img.widget-image").first).to_be_visible()
+    finally:
+        APP_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(APP_SCREENSHOT), full_page=True)

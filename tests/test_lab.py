@@ -166,7 +166,9 @@ def test_utterances_table_redacts(whole: ScenarioResult) -> None:
 def test_leaks_table(leaky: ScenarioResult, guard: ScenarioResult) -> None:
     table = leaks_table(leaky)
     assert list(table.columns) == list(LEAK_COLUMNS)
-    assert table["label"].tolist() == ["card_number", "expiry", "cvv"]
+    assert table.index.tolist() == ["card_number", "expiry", "cvv"]
+    assert table["name"].tolist() == ["card number", "expiry date", "CVV"]
+    assert table["verdict"].tolist() == ["VISIBLE"] * 3
     assert table["words"].tolist() == [16, 4, 3]
     assert table["words_transcribed"].tolist() == [1, 1, 1]
     assert table["leaked"].tolist() == [True, True, True]
@@ -176,7 +178,8 @@ def test_leaks_table(leaky: ScenarioResult, guard: ScenarioResult) -> None:
 def test_summary_table(guard: ScenarioResult, leaky: ScenarioResult, whole: ScenarioResult) -> None:
     table = summary_table([guard, leaky, whole])
     assert list(table.columns) == list(SUMMARY_COLUMNS)
-    assert table["verdict"].tolist() == ["never transcribed", "LEAK", "redacted"]
+    # whole + redacted: the expiry's "oh" is read off its mask ("##"), so it leaks too.
+    assert table["verdict"].tolist() == ["never transcribed", "LEAK", "LEAK"]
     assert table["pci_words_transcribed"].tolist() == [0, 3, 23]
     assert table["latency_ms"].tolist() == [0.0, 400.0, 0.0]
     assert table["leaked_labels"].tolist()[1] == "card_number, expiry, cvv"
@@ -205,7 +208,11 @@ def test_actions_table_fail_closed() -> None:
     masked = table[table["masked_until_ms"].notna()]
     assert len(masked) == 2
     assert (masked["masked_from_ms"] == masked["at_ms"] + 1500.0).all()
-    assert _gids(timeline(result), "masked") == 2 * len(masked)  # both lanes
+    fig = timeline(result)
+    assert _gids(fig, "masked") == 2 * len(masked)  # both lanes
+    # Words the mask clipped are marked on both participants' lanes.
+    lanes = {ax.get_ylabel() for ax in fig.axes for p in ax.patches if p.get_gid() == "clipped"}
+    assert lanes == {"customer", "agent"}
 
 
 # -- plots ----------------------------------------------------------------------------------
@@ -230,7 +237,9 @@ def test_timeline_artists_match_the_tables(fixture: str, request: pytest.Fixture
     assert _gids(fig, "streaming") == len(windows_table(result))
     assert _gids(fig, "utterance") == len(result.utterances)
     assert _gids(fig, "leak") == leaks["pci_words_visible"]
-    assert _gids(fig, "transcribed") == leaks["pci_words_transcribed"] - leaks["pci_words_visible"]
+    assert _gids(fig, "inferable") == leaks["pci_words_inferable"]
+    masked_only = leaks["pci_words_transcribed"] - leaks["pci_words_visible"]
+    assert _gids(fig, "transcribed") == masked_only - leaks["pci_words_inferable"]
     texts = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "utterance-text"]
     assert len(texts) == len(result.utterances)
     assert result.scenario.namespace in fig.get_suptitle()
@@ -309,7 +318,7 @@ def test_run_panel_run_shows_the_result() -> None:
     assert bytes(panel.plot.value).startswith(b"\x89PNG")
     assert panel.progress.value == panel.STEPS
     assert "LEAK" in panel.summary.value
-    assert "card_number" in panel.leaks.value
+    assert "card number" in panel.leaks.value and "VISIBLE" in panel.leaks.value
     lines = panel.transcript_lines(result)
     assert [line["sensitive"] for line in lines].count("shown") == 3
     assert "LEAK" in panel._repr_mimebundle_()["text/plain"]

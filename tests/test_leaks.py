@@ -89,7 +89,10 @@ def test_fully_streamed_and_redacted_transcribes_all_and_shows_nothing(name: str
     assert s["pci_words_transcribed"] == total_words(call)
     assert s["pci_ms_streamed"] == pytest.approx(audio_ms(call))
     assert s["pci_ms_transcribed"] == pytest.approx(audio_ms(call))
-    assert s["pci_words_visible"] == 0 and s["spans_leaked"] == 0 and s["leaked_labels"] == []
+    assert s["pci_words_visible"] == 0
+    # One # per character gives a spoken "oh" away: card_payment's expiry is inferable.
+    inferable = ["expiry"] if name == "card_payment" else []
+    assert s["leaked_labels"] == inferable and s["spans_inferable"] == len(inferable)
     assert s["spans_transcribed"] == len(call.sensitive)
 
 
@@ -220,3 +223,81 @@ def test_masks_are_checked(bad: dict[str, Any]) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(leaks_module).failed == 0
+
+
+# -- verdicts -------------------------------------------------------------------------------
+
+
+def _script(texts: str, sensitive: tuple[int, ...], label: str = "cvv") -> Script:
+    words = [Word("customer", t, 300 * i, 300 * i + 250) for i, t in enumerate(texts.split())]
+    span = Sensitive(label, "customer", words[sensitive[0]].start_ms,
+                     words[sensitive[-1]].end_ms, sensitive)  # fmt: skip
+    return Script(words, [span])
+
+
+def _verdict(script: Script, mode: OutputMode, streamed: bool = True) -> leaks_module.SpanLeak:
+    n = 300 * 8 * (len(script.words) + 1)
+    masks = {"customer": np.full(n, streamed), "agent": np.zeros(n, bool)}
+    utts = ScriptEngine(script.words).transcribe(
+        "customer", np.zeros(n, np.int16), masks["customer"]
+    )
+    ctx = SegmentContext(
+        "g", {"customer": "s", "agent": "t"}, {"customer": "c", "agent": "a"}, mode
+    )
+    hooks = render_segment(utts, ctx, wall_base=BASE).webhooks
+    return analyze_leaks(script, utts, streamed=masks, webhooks=hooks).spans[0]
+
+
+def test_each_span_gets_one_of_three_verdicts() -> None:
+    script = _script("the code is four one seven", (3, 4, 5))
+    never = _verdict(script, "redacted", streamed=False)
+    redacted = _verdict(script, "redacted")
+    shown = _verdict(script, "unredacted")
+    assert (never.verdict, redacted.verdict, shown.verdict) == leaks_module.VERDICTS
+    assert never.describe() == "never transcribed (none of its audio was streamed)"
+    assert redacted.describe() == "transcribed (3 of 3 words) and redacted in text"
+    assert shown.describe() == "VISIBLE: 3 of 3 words shown in text"
+    assert not never.leaked and not redacted.leaked and shown.leaked
+    assert shown.to_json()["name"] == "CVV" and shown.to_json()["visible_in"] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "inferable"),
+    [
+        ("the code is four oh seven", 1),  # "##"
+        ("the code is four o seven", 1),  # "#"
+        ("the code is four zero seven", 0),  # "####": four, five, nine or zero
+        ("the code is three seventy one", 1),  # "#######" among the tens: seventy
+        ("the code is 407", 0),  # written digits keep only their count
+    ],
+)
+def test_masks_that_reveal_a_digit_make_the_span_inferable(text: str, inferable: int) -> None:
+    words = text.split()
+    span = _verdict(_script(text, tuple(range(3, len(words)))), "redacted")
+    assert span.words_visible == 0 and span.words_transcribed == len(words) - 3
+    assert span.words_inferable == inferable
+    assert span.inferable is bool(inferable)
+    assert span.verdict == ("visible" if inferable else "redacted")
+    if inferable:
+        assert span.describe().startswith("VISIBLE (inferable): masked in text")
+        assert not any(w in span.describe() for w in ("oh", "seventy", " o "))
+
+
+def test_report_verdict_and_worst_span() -> None:
+    leak = analyze_leaks(Script([], []), [], streamed=_no_audio(), webhooks=[])
+    assert leak.verdict == "safe" and leak.worst is None and leak.summary()["verdicts"] == {
+        "never_transcribed": 0, "redacted": 0, "visible": 0,
+    }  # fmt: skip
+
+
+def _no_audio() -> dict[str, BoolArray]:
+    return {r: np.zeros(8, bool) for r in ROLES}
+
+
+@pytest.mark.parametrize(
+    ("label", "name"),
+    [("card_number", "card number"), ("expiry", "expiry date"), ("cvv", "CVV"),
+     ("ssn", "SSN"), ("phone", "phone number"), ("loyalty_id", "loyalty id")],
+)  # fmt: skip
+def test_spans_are_named_for_what_they_are(label: str, name: str) -> None:
+    assert leaks_module.span_name(label) == name

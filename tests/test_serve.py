@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -18,14 +20,18 @@ pytestmark = pytest.mark.socket
 
 
 @contextlib.contextmanager
-def serving(*extra: str) -> Iterator[str]:
+def serving(*extra: str, log: IO[bytes] | None = None) -> Iterator[str]:
+    """``mgsim serve`` on a free port; its request log goes to ``log`` when given (a
+    file, which never fills up as an unread pipe would), else it runs ``--quiet``."""
     port = free_port()
     env = {**os.environ, "MGSIM_API_ID": "serve-id", "MGSIM_API_SECRET": "serve-secret"}
+    quiet = [] if log is not None else ["--quiet"]
+    argv = [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(port), "--seed", "1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(port), "--seed", "1", *extra],
+        [*argv, *quiet, *extra],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log if log is not None else subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,7 +66,33 @@ def test_serve_refuses_an_impossible_fault_rate() -> None:
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 2 and "rate_503 must be between 0 and 1" in proc.stderr
+    assert proc.returncode == 2 and "--fail-rate: wants a probability" in proc.stderr
+
+
+def test_serve_logs_each_request_with_tokens_masked(tmp_path: Path) -> None:
+    import websockets.sync.client
+
+    headers = {"asapp-api-id": "serve-id", "asapp-api-secret": "serve-secret"}
+    with (tmp_path / "serve.log").open("wb") as log, serving("--no-sip", log=log) as url:
+        r = httpx.get(url + "/mg-autotranscribe/v1/twilio-media-stream-url", headers=headers)
+        stream_url = r.json()["streamingUrl"]
+        token = stream_url.rsplit("/", 1)[1]
+        with websockets.sync.client.connect(stream_url.replace("wss://", "ws://")):
+            pass
+        httpx.post(url + "/mg-autotranscribe/v1/stop-streaming", headers=headers,
+                   json={"namespace": "siprec", "guid": "1"})  # fmt: skip
+        time.sleep(0.5)
+    text = (tmp_path / "serve.log").read_text()
+    assert "GET /mg-autotranscribe/v1/twilio-media-stream-url 200" in text
+    assert "POST /mg-autotranscribe/v1/stop-streaming 400" in text
+    assert "WS /mg-twilio-autotranscribe/twilio-media/*** accepted" in text
+    assert token not in text and "serve-secret" not in text and "serve-id" not in text
+
+
+def test_serve_quiet_logs_no_requests(tmp_path: Path) -> None:
+    with (tmp_path / "serve.log").open("wb") as log, serving("--quiet", log=log) as url:
+        httpx.get(url + "/openapi.yaml")
+    assert "GET /openapi.yaml" not in (tmp_path / "serve.log").read_text()
 
 
 def test_client_against_mgsim_serve(served: str, monkeypatch: pytest.MonkeyPatch) -> None:

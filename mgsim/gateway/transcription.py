@@ -27,7 +27,7 @@ import numpy.typing as npt
 from mgsim.gateway.guids import canonical_guid
 from mgsim.speech.engine import SAMPLES_PER_MS, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies
-from mgsim.speech.transcripts import SegmentContext, render_segment
+from mgsim.speech.transcripts import RedactionHistory, SegmentContext, render_segment
 
 if TYPE_CHECKING:
     from mgsim.gateway.calls import CallState, Gateway, Segment
@@ -61,6 +61,8 @@ class _CallTranscripts:
     wall_base: datetime
     utterances: list[Utterance] = field(default_factory=list)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    # Each participant's recent words, so redaction sees a number read across utterances.
+    history: RedactionHistory = field(default_factory=RedactionHistory)
 
 
 class GatewayTranscription:
@@ -169,7 +171,13 @@ class GatewayTranscription:
             seg.params.detailed_token,
             self.policies,
         )
-        out = render_segment(utterances, ctx, wall_base=state.wall_base, new_id=self.gateway.new_id)
+        out = render_segment(
+            utterances,
+            ctx,
+            wall_base=state.wall_base,
+            new_id=self.gateway.new_id,
+            history=state.history,
+        )
         for role_name, n in out.transcripts.items():
             for role in seg.transcripts:
                 if role == role_name:

@@ -15,8 +15,11 @@ gid                 what
 ``utterance``       a transcribed utterance (blue bar); its text is ``utterance-text``
 ``leak``            a sensitive word shown in delivered output (red)
 ``transcribed``     a sensitive word transcribed but masked by redaction (orange, hatched)
+``inferable``       a masked sensitive word whose mask gives its digit away (red, crossed)
 ``envelope``        the participant's audio energy (grey)
-``masked``          audio masked at the source after a stop failed closed (hatched)
+``masked``          audio masked at the source after a stop failed closed (hatched), drawn
+                    on both lanes: the mask silences both participants
+``clipped``         words of either participant the mask cut (dashed box, with a count)
 ==================  ==============================================================
 
 >>> from mgsim.sim.call import load_sample
@@ -40,6 +43,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from mgsim.lab.tables import mask_runs, masked_window, verdict
 from mgsim.sim.call import Call
+from mgsim.sim.explain import lost_words
 from mgsim.sim.scenario import ScenarioResult
 
 __all__ = ["COLORS", "compare_plot", "energy_db", "timeline"]
@@ -52,7 +56,9 @@ COLORS = {
     "utterance": "#3b6fb6",
     "leak": "#d62728",
     "transcribed": "#ff7f0e",
+    "inferable": "#d62728",
     "masked": "#555555",
+    "clipped": "#555555",
 }
 """The palette, by ``gid``."""
 
@@ -93,7 +99,7 @@ def _rect(ax: Axes, x0_ms: float, x1_ms: float, y0: float, y1: float, gid: str, 
             (x1_ms - x0_ms) / 1000.0,
             y1 - y0,
             gid=gid,
-            **{"color": COLORS.get(gid), "linewidth": 0, **kw},
+            **{"facecolor": COLORS.get(gid), "edgecolor": COLORS.get(gid), "linewidth": 0, **kw},
         )
     )
 
@@ -103,13 +109,21 @@ def _word_marks(result: ScenarioResult) -> list[tuple[str, float, float, str]]:
     call = result.scenario.call
     marks = []
     for span in result.report.spans:
-        for idx, done, shown in zip(span.word_indexes, span.transcribed, span.visible, strict=True):
+        flags = zip(
+            span.word_indexes, span.transcribed, span.visible, span.inferable_words, strict=True
+        )
+        for idx, done, shown, guessed in flags:
             if done or shown:
                 word = call.words[idx]
-                marks.append(
-                    (span.role, word.start_ms, word.end_ms, "leak" if shown else "transcribed")
-                )
+                gid = "leak" if shown else ("inferable" if guessed else "transcribed")
+                marks.append((span.role, word.start_ms, word.end_ms, gid))
     return marks
+
+
+_MARK_STYLE: dict[str, dict[str, Any]] = {
+    "transcribed": {"hatch": "////", "alpha": 0.8},
+    "inferable": {"hatch": "xx", "alpha": 0.9, "edgecolor": "white"},
+}
 
 
 def _masked(result: ScenarioResult) -> list[tuple[float, float]]:
@@ -154,6 +168,7 @@ def timeline(
     ms_per_char = (hi - lo) / max(1.0, width_in * 72.0 / (7.0 * 0.6))
     rows = result.utterance_rows() if result is not None else []
     marks = _word_marks(result) if result is not None else []
+    clipped = [x for x in lost_words(result) if x.clipped] if result is not None else []
     for ax, role in zip(axes, ROLES, strict=True):
         pcm = call.audio.customer if role == "customer" else call.audio.agent
         _lane_envelope(ax, pcm)
@@ -183,10 +198,19 @@ def timeline(
             for a, b in _masked(result):
                 _rect(ax, a, b, -1.05, 1.05, "masked", fill=False, hatch="xx", alpha=0.5,
                       zorder=3)  # fmt: skip
+            # Words the mask cut, on either participant's lane: a dashed box and a marker.
+            for x in clipped:
+                if x.role == role:
+                    _rect(ax, x.start_ms, x.end_ms, -1.15, 1.15, "clipped", fill=False,
+                          linestyle="--", linewidth=1.2, zorder=4)  # fmt: skip
+                    ax.text(
+                        (x.start_ms + x.end_ms) / 2000.0, -1.0, f"{x.count} clipped",
+                        fontsize=9, ha="center", va="bottom", color=COLORS["clipped"],
+                        gid="clipped-label", zorder=5, clip_on=True,
+                    )  # fmt: skip
             for who, a, b, gid in marks:
                 if who == role:
-                    extra = {"hatch": "////", "alpha": 0.8} if gid == "transcribed" else {}
-                    _rect(ax, a, b, -1.05, 1.05, gid, zorder=4, **extra)
+                    _rect(ax, a, b, -1.05, 1.05, gid, zorder=4, **_MARK_STYLE.get(gid, {}))
         ax.set_ylim(-1.6, 2.15)
         ax.set_yticks([])
         ax.set_ylabel(role, rotation=0, ha="right", va="center", fontsize=10)
@@ -210,13 +234,18 @@ def _legend(result: ScenarioResult | None) -> list[Patch]:
             ("streaming", "streamed to the gateway"),
             ("utterance", "transcribed"),
             ("leak", "sensitive word shown (leak)"),
+            ("inferable", "masked, but inferable (leak)"),
             ("transcribed", "sensitive word masked"),
         ]
         if _masked(result):
-            items.append(("masked", "audio masked (stop failed closed)"))
+            items.append(("masked", "audio masked, both participants (stop failed closed)"))
+            items.append(("clipped", "words the mask clipped"))
+    hatches = {"masked": "xx", "inferable": "xx"}
     return [
-        Patch(facecolor="none" if k == "masked" else COLORS[k], edgecolor=COLORS[k],
-              hatch="xx" if k == "masked" else None, label=label)
+        Patch(facecolor="none" if k in ("masked", "clipped") else COLORS[k],
+              edgecolor="white" if k == "inferable" else COLORS[k],
+              linestyle="--" if k == "clipped" else "-",
+              hatch=hatches.get(k), label=label)
         for k, label in items
     ]  # fmt: skip
 
@@ -269,8 +298,8 @@ def compare_plot(
             y = lane[utt.role]
             _rect(ax, utt.start_ms, utt.end_ms, y + 0.1, y + 0.35, "utterance", zorder=3)
         for who, a, b, gid in _word_marks(result):
-            extra = {"hatch": "////", "alpha": 0.8} if gid == "transcribed" else {}
-            _rect(ax, a, b, lane[who] - 0.4, lane[who] + 0.4, gid, zorder=4, **extra)
+            style = _MARK_STYLE.get(gid, {})
+            _rect(ax, a, b, lane[who] - 0.4, lane[who] + 0.4, gid, zorder=4, **style)
         ax.set_ylim(-0.55, 1.55)
         ax.set_yticks([0.0, 1.0], ["agent", "customer"], fontsize=7)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10, labelpad=10)
@@ -280,7 +309,7 @@ def compare_plot(
             f"{verdict(result)}\n{leaks['pci_words_transcribed']}/{leaks['pci_words']} transcribed"
             f"\n{leaks['pci_words_visible']} visible",
             transform=ax.transAxes, fontsize=8, va="center", gid="verdict",
-            color=COLORS["leak"] if leaks["pci_words_visible"] else "black",
+            color=COLORS["leak"] if result.report.leaked else "black",
         )  # fmt: skip
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

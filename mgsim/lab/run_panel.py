@@ -183,7 +183,7 @@ class RunPanel(Panel):
         self._step(3, "tables")
         self.transcript.value = self.transcript_html(result)
         self.leaks.value = html_table(
-            leaks_table(result)[["label", "words", "words_transcribed", "words_visible", "leaked"]]
+            leaks_table(result)[["name", "words", "words_transcribed", "words_visible", "verdict"]]
         )
         row = summary_table(result).iloc[0]
         color = COLORS["leak"] if row["verdict"] == "LEAK" else COLORS["streaming"]
@@ -212,8 +212,10 @@ class RunPanel(Panel):
         shown = {
             i
             for span in result.report.spans
-            for i, flag in zip(span.word_indexes, span.visible, strict=True)
-            if flag
+            for i, flag, guessed in zip(
+                span.word_indexes, span.visible, span.inferable_words, strict=True
+            )
+            if flag or guessed
         }
         mode = result.scenario.redaction_output
         lines = []

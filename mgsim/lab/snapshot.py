@@ -90,10 +90,11 @@ def _leaks(sub: SubFigure, panel: RunPanel) -> None:
         f"{row['pci_words_visible']} visible",
         fontsize=9, transform=ax.transAxes, va="top",
     )  # fmt: skip
-    frame = leaks_table(panel.result)[["label", "words", "words_transcribed", "words_visible"]]
+    columns = ["name", "words", "words_transcribed", "words_visible", "verdict"]
+    frame = leaks_table(panel.result)[columns]
     table = ax.table(
         cellText=frame.astype(str).values.tolist(),
-        colLabels=["span", "words", "transcribed", "visible"],
+        colLabels=["span", "words", "transcribed", "visible", "verdict"],
         bbox=Bbox.from_bounds(0.0, 0.3, 1.0, 0.42),
     )
     table.auto_set_font_size(False)

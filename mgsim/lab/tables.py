@@ -11,11 +11,12 @@ says otherwise.
 >>> from mgsim.sim.plans import Plan
 >>> from mgsim.sim.scenario import Scenario, run_scenario
 >>> result = run_scenario(Scenario(load_sample("card_payment"), "twilio", Plan("guard")))
->>> leaks_table(result)[["label", "words", "words_transcribed", "leaked"]]
-         label  words  words_transcribed  leaked
-0  card_number     16                  0   False
-1       expiry      4                  0   False
-2          cvv      3                  0   False
+>>> leaks_table(result)[["words", "words_transcribed", "verdict"]]
+             words  words_transcribed            verdict
+span
+card_number     16                  0  never transcribed
+expiry           4                  0  never transcribed
+cvv              3                  0  never transcribed
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from mgsim.sim.scenario import (
     ScenarioResult,
     run_scenario,
 )
-from mgsim.speech.leaks import LeakReport
+from mgsim.speech.leaks import VERDICT_TEXT, LeakReport
 
 __all__ = [
     "ACTION_COLUMNS",
@@ -88,9 +89,9 @@ UTTERANCE_COLUMNS = (
 """Columns of :func:`utterances_table`."""
 
 LEAK_COLUMNS = (
-    "label", "role", "start_ms", "end_ms", "words", "audio_ms", "streamed_ms",
+    "name", "role", "start_ms", "end_ms", "words", "audio_ms", "streamed_ms",
     "words_transcribed", "transcribed_ms", "words_visible", "visible_text",
-    "visible_unredactedText", "visible_tokens", "leaked",
+    "visible_unredactedText", "visible_tokens", "words_inferable", "leaked", "verdict",
 )  # fmt: skip
 """Columns of :func:`leaks_table`."""
 
@@ -262,11 +263,17 @@ def utterances_table(result: ScenarioResult) -> pd.DataFrame:
 def leaks_table(source: ScenarioResult | LeakReport) -> pd.DataFrame:
     """One row per sensitive span: how much of it was streamed, transcribed and shown.
 
-    ``words_visible`` counts words some delivered field (``text``, ``unredactedText`` or
-    ``tokens``) still shows after redaction; ``leaked`` is True when it is above zero.
+    Rows are named by the span's label (``card_number``, ``cvv``...). ``words_visible``
+    counts words some delivered field (``text``, ``unredactedText`` or ``tokens``) still
+    shows after redaction, ``words_inferable`` masked words whose mask gives their digits
+    away; ``verdict`` is the span's (``never transcribed``, ``transcribed but redacted``,
+    ``VISIBLE``) and ``leaked`` is True for ``VISIBLE``.
     """
     report = source.report if isinstance(source, ScenarioResult) else source
-    return _frame(report.records(), LEAK_COLUMNS)
+    rows = [{**r, "verdict": VERDICT_TEXT[r["verdict"]]} for r in report.records()]
+    frame = _frame(rows, LEAK_COLUMNS)
+    frame.index = pd.Index([s.label for s in report.spans], name="span")
+    return frame
 
 
 def _summary_row(result: ScenarioResult) -> dict[str, Any]:
@@ -295,14 +302,15 @@ def _summary_row(result: ScenarioResult) -> dict[str, Any]:
 
 
 def verdict(result: ScenarioResult) -> str:
-    """``"LEAK"`` when delivered text shows sensitive words, ``"redacted"`` when sensitive
-    words were transcribed but masked, ``"never transcribed"`` otherwise."""
-    leaks = result.leaks
-    if leaks["pci_words_visible"]:
+    """The run's verdict as the CLI gives it (decided in :mod:`mgsim.speech.leaks`):
+    ``"LEAK"`` when any sensitive span is visible (shown, or inferable from its masks),
+    otherwise its worst span's verdict, ``"transcribed but redacted"`` or ``"never
+    transcribed"`` (``"no sensitive span"`` for a call without any)."""
+    report = result.report
+    if report.leaked:
         return "LEAK"
-    if leaks["pci_words_transcribed"]:
-        return "redacted"
-    return "never transcribed"
+    worst = report.worst
+    return "no sensitive span" if worst is None else VERDICT_TEXT[worst]
 
 
 def summary_table(results: ScenarioResult | Iterable[ScenarioResult]) -> pd.DataFrame:

@@ -1,9 +1,14 @@
 """Masking audio at the source: the fail-closed step of a PCI guard.
 
 When an integration cannot get stop-streaming confirmed before a sensitive moment, the safe
-move is not to hope: it tells its platform to replace the caller's audio with silence, as
+move is not to hope: it tells its platform to replace the call's audio with silence, as
 PCI audio-masking at an SBC or in the contact platform does. Nothing sensitive then reaches
 the gateway, whatever state its control plane is in.
+
+Both participants are masked, not only the caller: the mask stands in for the stop the
+gateway did not confirm, and a stop ends both participants' streams; an agent reading a
+card number back is as sensitive as the caller reading it. The cost is the agent's words
+inside the mask, which :func:`mgsim.sim.explain.lost_words` reports as *clipped*.
 
 :func:`silence` rewrites one wire message so that it carries digital silence while every
 other field (sequence numbers, timestamps, positions, fragment tags) stays as it was, so

@@ -82,6 +82,26 @@ class Plan:
         if self.margin_before_ms < 0 or self.margin_after_ms < 0:
             raise ConfigError("plan margins must be >= 0 ms")
 
+    def describe(self) -> str:
+        """What the plan does, in one sentence (the CLI's and the lab's plan header).
+
+        >>> Plan("whole").describe()
+        'whole: start when media is up, stop at hang-up; no stop for sensitive spans'
+        >>> Plan("guard", 0, 500).describe()
+        'guard: as connect, plus stop 0 ms before and start 500 ms after each sensitive span'
+        """
+        if self.kind == "whole":
+            return "whole: start when media is up, stop at hang-up; no stop for sensitive spans"
+        if self.kind == "connect":
+            return (
+                "connect: start when the caller reaches a person, stop for IVR, hold and "
+                "transfer ringback; no stop for sensitive spans"
+            )
+        return (
+            f"guard: as connect, plus stop {self.margin_before_ms:.0f} ms before and start "
+            f"{self.margin_after_ms:.0f} ms after each sensitive span"
+        )
+
     def windows(self, call: Call) -> list[Window]:
         """The intervals (ms) during which this plan wants streaming on."""
         end = call.duration_ms

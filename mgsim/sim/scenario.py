@@ -51,6 +51,7 @@ from mgsim.media.impair import Impaired, Impairment, ImpairReport
 from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
 from mgsim.sim.call import Call
+from mgsim.sim.explain import lost_words, masked_spans
 from mgsim.sim.masking import silence
 from mgsim.sim.plans import ControlAction, Plan
 from mgsim.simulator import Simulator
@@ -191,8 +192,10 @@ class Scenario:
 
 @dataclass(frozen=True, slots=True)
 class ActionRecord:
-    """One control action as it happened: planned time, when the request went out, and
-    whether the gateway confirmed it."""
+    """One control action as it happened: ``at_ms`` when the plan wanted it, ``sent_ms``
+    when its first request went out (later when the call reached the gateway later),
+    ``done_ms`` when the client was done with it (for a confirmed action, when it took
+    effect) and whether the gateway confirmed it."""
 
     at_ms: float
     action: str
@@ -201,6 +204,12 @@ class ActionRecord:
     detail: str
     done_ms: float
     masked_until_ms: float | None = None
+    sent_ms: float | None = None
+
+    @property
+    def effective_ms(self) -> float | None:
+        """When the action took effect on the gateway (None when it never did)."""
+        return self.done_ms if self.confirmed else None
 
 
 @dataclass(slots=True)
@@ -220,16 +229,28 @@ class ScenarioResult:
     policies: ParticipantPolicies
     impairment: ImpairReport | None = None
     """What the scenario's impairment did to the media (None without one)."""
+    transport: dict[str, str] | None = None
+    """Over sockets: the transport and the addresses and ports used (``control``,
+    ``media``); None in process."""
 
     @property
     def leaks(self) -> dict[str, Any]:
         return self.report.summary()
 
     def utterance_rows(self) -> list[dict[str, Any]]:
-        """One dict per utterance: role, start_ms, end_ms, text, redacted_text."""
+        """One dict per utterance: role, start_ms, end_ms, text (what was said) and
+        redacted_text (what redaction delivered of it, with the participant's context)."""
+        delivered: dict[tuple[str, int, int], str] = {}
+        for body in self.webhooks:
+            response = body["autotranscribeResponse"]
+            key = (body["sender"]["role"], response["start"], response["end"])
+            delivered[key] = response["utterance"][0]["text"]
         rows = []
         for utt in self.utterances:
-            redacted = redact_words(list(utt.texts), self.policies.for_role(utt.role)).text
+            key = (utt.role, round(utt.start_ms), round(utt.end_ms))
+            redacted = delivered.get(key)
+            if redacted is None or self.scenario.redaction_output == "unredacted":
+                redacted = redact_words(list(utt.texts), self.policies.for_role(utt.role)).text
             rows.append(
                 {
                     "role": utt.role,
@@ -254,18 +275,41 @@ class ScenarioResult:
                 "margin_after_ms": self.scenario.plan.margin_after_ms,
             },
             "redaction_output": self.scenario.redaction_output,
+            "transport": self.transport or {"transport": "inprocess"},
             "utterances": self.utterance_rows(),
+            "verdict": self.report.verdict,
+            "spans": [span.to_json() for span in self.report.spans],
+            "masked": [
+                {"start_ms": a, "end_ms": b, "roles": ["customer", "agent"]}
+                for a, b in masked_spans(self)
+            ],
+            "lost": [
+                {
+                    "role": x.role,
+                    "start_ms": x.start_ms,
+                    "end_ms": x.end_ms,
+                    "words": list(x.words),
+                    "sensitive_words": x.sensitive,
+                    "reason": x.reason,
+                    "clipped": x.clipped,
+                }
+                for x in lost_words(self)
+            ],
             "leaks": {
                 "pci_words": summary["pci_words"],
                 "pci_words_transcribed": summary["pci_words_transcribed"],
                 "pci_ms_transcribed": summary["pci_ms_transcribed"],
                 "pci_words_visible": summary["pci_words_visible"],
+                "pci_words_inferable": summary["pci_words_inferable"],
                 "spans_leaked": summary["spans_leaked"],
+                "verdicts": summary["verdicts"],
                 "leaked_labels": summary["leaked_labels"],
             },
             "actions": [
                 {
                     "at_ms": a.at_ms,
+                    "sent_ms": a.sent_ms,
+                    "effective_ms": a.effective_ms,
                     "action": a.action,
                     "reason": a.reason,
                     "confirmed": a.confirmed,
@@ -478,13 +522,16 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             async def ended() -> bool:
                 return guid in sim.gateway.ended
 
+            sent_ms = round(clock.now() * 1000.0, 3)
             confirmed, detail = await perform_action(
                 client, sc, guid, action, autotranscribe=autotranscribe, params=params,
                 within_ms=within_s, call_ended=ended,
             )  # fmt: skip
-            return _record(action, confirmed, detail)
+            return _record(action, confirmed, detail, sent_ms)
 
-        def _record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
+        def _record(
+            action: ControlAction, confirmed: bool, detail: str, sent_ms: float
+        ) -> ActionRecord:
             return ActionRecord(
                 action.at_ms,
                 action.action,
@@ -492,6 +539,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
                 confirmed,
                 detail,
                 round(clock.now() * 1000.0, 3),
+                sent_ms=sent_ms,
             )
 
         guarded = [

@@ -119,9 +119,10 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
     transcription.webhooks = sink
     transcription.attach(scenario.guid, ScriptEngine(scenario.call.words))
     server = ServerThread(sim)
+    used: dict[str, str] = {}
     try:
         server.start()
-        records, journal = in_fresh_loop(_play(scenario, server))
+        records, journal = in_fresh_loop(_play(scenario, server, used))
     finally:
         # Joined (bounded) before the gateway state is read below.
         server.stop()
@@ -132,10 +133,13 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
                             extra={"transport": "socket"})  # fmt: skip
     if scenario.impairment is not None:
         result.impairment = scenario.impaired().report  # seeded: what was played
+    result.transport = used
     return result
 
 
-async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord], Journal]:
+async def _play(
+    sc: Scenario, server: ServerThread, used: dict[str, str]
+) -> tuple[list[ActionRecord], Journal]:
     guid = sc.guid
     params = sc.start_params()
     stream_arn = params.stream_arn if isinstance(params, AmazonConnectParams) else None
@@ -168,6 +172,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                     await call_opened()
                 except MgsimError as exc:
                     return record(action, False, f"{type(exc).__name__}: {exc}")
+            sent_ms = round((loop.time() - started) * 1000.0, 3) if concurrent else None
 
             async def ended() -> bool:
                 return await _ended(media, guid)
@@ -176,7 +181,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 control, sc, guid, action, autotranscribe=autotranscribe, params=params,
                 within_ms=within_ms, call_ended=ended,
             )  # fmt: skip
-            return record(action, confirmed, detail)
+            return record(action, confirmed, detail, sent_ms)
 
         # In real time actions run beside the media and a guard keeps its deadline on the
         # clock (as in process); in fast mode each action holds the media until answered.
@@ -217,15 +222,18 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 return silence(sc.namespace, wire)
             return wire
 
-        def record(action: ControlAction, confirmed: bool, detail: str) -> ActionRecord:
+        def record(
+            action: ControlAction, confirmed: bool, detail: str, sent_ms: float | None = None
+        ) -> ActionRecord:
             # Fast mode holds the media while an action runs: it takes effect at its
             # (possibly deferred) media time. In real time it took what the clock says.
             done_ms = max(action.at_ms, opens_ms)
             if concurrent:
                 done_ms = round((loop.time() - started) * 1000.0, 3)
             return ActionRecord(
-                action.at_ms, action.action, action.reason, confirmed, detail, done_ms
-            )
+                action.at_ms, action.action, action.reason, confirmed, detail, done_ms,
+                sent_ms=done_ms if sent_ms is None else sent_ms,
+            )  # fmt: skip
 
         wires = list(sc.wires())
         # Nothing is asked of a call before its platform opened it (in-process, the control
@@ -249,7 +257,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             schedule += [
                 (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
             ]
-        await play_over_sockets(
+        played = await play_over_sockets(
             server.endpoints,
             sc.namespace,
             wires,
@@ -261,6 +269,7 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
             concurrent_actions=concurrent,
             transform=at_source if concurrent else None,
         )
+        used.update(transport_used(sc.namespace, server, played.replies))
         records.sort(key=lambda r: r.at_ms)
         for i, window in masked.items():
             action = actions[i]
@@ -268,6 +277,36 @@ async def _play(sc: Scenario, server: ServerThread) -> tuple[list[ActionRecord],
                 if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
                     records[k] = failed_closed(rec, window)
         return records, control.journal
+
+
+def transport_used(
+    namespace: str, server: ServerThread, replies: list[str | bytes]
+) -> dict[str, str]:
+    """Which transport and ports a socket run used: ``control`` and ``media`` (for SIPREC
+    the RTP ports come from the SDP answer of the server's replies)."""
+    host, port = server.host, server.port
+    if namespace == "siprec":
+        sip = server.endpoints.sip
+        rtp = sorted(
+            {
+                int(line.split()[1])
+                for reply in replies
+                for line in (
+                    reply.decode("latin-1") if isinstance(reply, bytes) else reply
+                ).splitlines()
+                if line.startswith("m=audio ")
+            }
+        )
+        where = f"{sip[0]}:{sip[1]}" if sip else "?"
+        ports = ", ".join(map(str, rtp)) or "?"
+        media = f"SIP over UDP to {where}, RTP over UDP to ports {ports} (from the SDP answer)"
+    elif namespace == "twilio":
+        media = f"Twilio Media Streams over WebSocket ws://{host}:{port}/mg-twilio-autotranscribe/twilio-media/***"
+    elif namespace == "genesysaudiohook":
+        media = f"AudioHook over WebSocket ws://{host}:{port}/audiohook/ws"
+    else:
+        media = f"Kinesis Video Streams over HTTP: PutMedia to http://{host}:{port}/putMedia"
+    return {"transport": "socket", "control": f"HTTP {server.base_url}", "media": media}
 
 
 async def _ended(client: AsyncClient, guid: str) -> bool:

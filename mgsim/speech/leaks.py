@@ -17,9 +17,29 @@ and the webhook bodies actually delivered, :func:`analyze_leaks` answers per spa
   ``visible_by_field`` keeps the fields apart. Words of an utterance whose webhook was not
   delivered (dropped, or never rendered) are transcribed but visible nowhere.
 
-A span *leaks* when at least one of its words is visible. :meth:`LeakReport.summary` adds
-up one run (one PCI plan, one policy): ``pci_words_transcribed``, ``pci_ms_streamed``,
-``pci_ms_transcribed``, ``pci_words_visible``, ``spans_leaked``.
+* ``inferable_by_field``: per delivered field, which of its words were masked but whose
+  mask gives the digit away (one ``#`` per character: ``##`` can only be ``oh``; see
+  :mod:`mgsim.speech.inference`).
+
+Every span gets one of three **verdicts** (:data:`VERDICTS`), decided here and only here,
+which the CLI, ``--json`` and the lab all render:
+
+``never_transcribed``
+    no word of the span reached a transcript (it may have been streamed and not
+    understood, or never streamed at all);
+``redacted``
+    some of its words were transcribed, and no delivered field shows any of them or lets
+    one be inferred from its mask (this includes words whose webhook was never delivered);
+``visible``
+    a delivered field shows at least one of its words, or a mask reveals one
+    (:attr:`SpanLeak.inferable`): the span *leaks*.
+
+A run is ``"leak"`` when any span is visible, otherwise ``"safe"``
+(:attr:`LeakReport.verdict`). Spans are named by what they are (:func:`span_name`: "card
+number", "expiry date", "CVV", "SSN", "phone number"...). :meth:`LeakReport.summary` adds up
+one run (one PCI plan, one policy): ``pci_words_transcribed``, ``pci_ms_streamed``,
+``pci_ms_transcribed``, ``pci_words_visible``, ``pci_words_inferable``, ``spans_leaked``,
+``verdicts`` (spans per verdict) and ``verdict``.
 
 >>> import numpy as np
 >>> from mgsim.speech.engine import ScriptEngine, Word
@@ -33,6 +53,8 @@ up one run (one PCI plan, one policy): ``pci_words_transcribed``, ``pci_ms_strea
 >>> s = report.summary()
 >>> s["pci_words_transcribed"], s["pci_words_visible"], s["spans_leaked"]
 (1, 0, 0)
+>>> report.spans[0].verdict, report.verdict, report.spans[0].describe()
+('redacted', 'safe', 'transcribed (1 of 1 words) and redacted in text')
 """
 
 from __future__ import annotations
@@ -46,12 +68,18 @@ import numpy.typing as npt
 
 from mgsim.errors import ConfigError
 from mgsim.speech.engine import ROLES, SAMPLES_PER_MS, SpokenWord, Utterance
+from mgsim.speech.inference import reveals
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "FIELDS",
+    "NEVER_TRANSCRIBED",
+    "REDACTED",
+    "VERDICTS",
+    "VERDICT_TEXT",
+    "VISIBLE",
     "CallScript",
     "LeakReport",
     "Script",
@@ -59,6 +87,7 @@ __all__ = [
     "SensitiveLike",
     "SpanLeak",
     "analyze_leaks",
+    "span_name",
     "to_dataframe",
 ]
 
@@ -66,6 +95,42 @@ FIELDS = ("text", "unredactedText", "tokens")
 """The delivered fields that can show a word."""
 
 BoolArray = npt.NDArray[np.bool_]
+
+NEVER_TRANSCRIBED = "never_transcribed"
+REDACTED = "redacted"
+VISIBLE = "visible"
+VERDICTS = (NEVER_TRANSCRIBED, REDACTED, VISIBLE)
+"""A span's verdicts, from safest to worst."""
+VERDICT_TEXT = {
+    NEVER_TRANSCRIBED: "never transcribed",
+    REDACTED: "transcribed but redacted",
+    VISIBLE: "VISIBLE",
+}
+"""How each verdict reads in tables and the CLI."""
+
+_SPAN_NAMES = {
+    "card_number": "card number",
+    "card": "card number",
+    "expiry": "expiry date",
+    "expiration": "expiry date",
+    "cvv": "CVV",
+    "cvc": "CVC",
+    "pin": "PIN",
+    "ssn": "SSN",
+    "phone": "phone number",
+    "account_number": "account number",
+    "routing_number": "routing number",
+    "dob": "date of birth",
+}
+
+
+def span_name(label: str) -> str:
+    """What a span labelled ``label`` is, in words.
+
+    >>> span_name("card_number"), span_name("cvv"), span_name("member_id")
+    ('card number', 'CVV', 'member id')
+    """
+    return _SPAN_NAMES.get(label.lower(), label.replace("_", " "))
 
 
 class SensitiveLike(Protocol):
@@ -126,14 +191,67 @@ class SpanLeak:
     transcribed: tuple[bool, ...]
     transcribed_ms: float
     visible_by_field: Mapping[str, tuple[bool, ...]]
+    inferable_by_field: Mapping[str, tuple[bool, ...]] = field(default_factory=dict)
+
+    @staticmethod
+    def _any(by_field: Mapping[str, tuple[bool, ...]], n: int) -> tuple[bool, ...]:
+        out = [False] * n
+        for flags in by_field.values():
+            out = [a or b for a, b in zip(out, flags, strict=True)]
+        return tuple(out)
+
+    @property
+    def name(self) -> str:
+        """What the span is, in words (:func:`span_name`)."""
+        return span_name(self.label)
 
     @property
     def visible(self) -> tuple[bool, ...]:
         """Per word: shown by at least one delivered field."""
-        out = [False] * len(self.words)
-        for flags in self.visible_by_field.values():
-            out = [a or b for a, b in zip(out, flags, strict=True)]
-        return tuple(out)
+        return self._any(self.visible_by_field, len(self.words))
+
+    @property
+    def inferable_words(self) -> tuple[bool, ...]:
+        """Per word: masked, but the mask gives its digits away in some delivered field."""
+        return self._any(self.inferable_by_field, len(self.words))
+
+    @property
+    def words_inferable(self) -> int:
+        return sum(i and not v for i, v in zip(self.inferable_words, self.visible, strict=True))
+
+    @property
+    def inferable(self) -> bool:
+        """True when no field shows a word but some mask reveals one."""
+        return not any(self.visible) and any(self.inferable_words)
+
+    @property
+    def verdict(self) -> str:
+        """``never_transcribed``, ``redacted`` or ``visible`` (see the module docstring)."""
+        if any(self.visible) or any(self.inferable_words):
+            return VISIBLE
+        return REDACTED if any(self.transcribed) else NEVER_TRANSCRIBED
+
+    def describe(self) -> str:
+        """The verdict with its reason, in one line (no word of the span is quoted)."""
+        n = len(self.words)
+        if self.verdict == NEVER_TRANSCRIBED:
+            if self.streamed_ms <= 0:
+                return "never transcribed (none of its audio was streamed)"
+            return f"never transcribed ({self.streamed_ms:.0f} ms of its audio streamed)"
+        done = f"{self.words_transcribed} of {n} words"
+        if self.verdict == REDACTED:
+            fields = sorted(self.visible_by_field)
+            if not fields:
+                return f"transcribed ({done}) and never delivered"
+            return f"transcribed ({done}) and redacted in {', '.join(fields)}"
+        shown = [f for f, flags in sorted(self.visible_by_field.items()) if any(flags)]
+        if shown:
+            return f"VISIBLE: {self.words_visible} of {n} words shown in {', '.join(shown)}"
+        where = [f for f, flags in sorted(self.inferable_by_field.items()) if any(flags)]
+        return (
+            f"VISIBLE (inferable): masked in {', '.join(where)}, but {self.words_inferable} "
+            f"of its {n} words can be read off their masks"
+        )
 
     @property
     def words_transcribed(self) -> int:
@@ -145,12 +263,33 @@ class SpanLeak:
 
     @property
     def leaked(self) -> bool:
-        return any(self.visible)
+        """True when the verdict is ``visible`` (shown, or inferable from its masks)."""
+        return self.verdict == VISIBLE
+
+    def to_json(self) -> dict[str, Any]:
+        """The span's verdict as plain JSON (``mgsim call --json``); quotes no word."""
+        return {
+            "label": self.label,
+            "name": self.name,
+            "role": self.role,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "verdict": self.verdict,
+            "reason": self.describe(),
+            "words": len(self.words),
+            "streamed_ms": self.streamed_ms,
+            "words_transcribed": self.words_transcribed,
+            "words_visible": self.words_visible,
+            "words_inferable": self.words_inferable,
+            "visible_in": [f for f, flags in sorted(self.visible_by_field.items()) if any(flags)],
+            "inferable_in": sorted(self.inferable_by_field),
+        }
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict (one table row)."""
         return {
             "label": self.label,
+            "name": self.name,
             "role": self.role,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
@@ -161,7 +300,9 @@ class SpanLeak:
             "transcribed_ms": self.transcribed_ms,
             "words_visible": self.words_visible,
             **{f"visible_{f}": sum(self.visible_by_field.get(f, ())) for f in FIELDS},
+            "words_inferable": self.words_inferable,
             "leaked": self.leaked,
+            "verdict": self.verdict,
         }
 
 
@@ -172,6 +313,22 @@ class LeakReport:
     plan: str
     spans: tuple[SpanLeak, ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def leaked(self) -> bool:
+        """True when any span's verdict is ``visible``."""
+        return any(s.leaked for s in self.spans)
+
+    @property
+    def verdict(self) -> str:
+        """``"leak"`` when any span is visible, else ``"safe"``."""
+        return "leak" if self.leaked else "safe"
+
+    @property
+    def worst(self) -> str | None:
+        """The worst span verdict (None for a call without sensitive spans)."""
+        found = {s.verdict for s in self.spans}
+        return next((v for v in reversed(VERDICTS) if v in found), None)
 
     def summary(self) -> dict[str, Any]:
         """Totals over the spans (``extra`` is merged in, e.g. the policy's name)."""
@@ -191,8 +348,12 @@ class LeakReport:
                 for f in FIELDS
             },
             "spans_transcribed": sum(1 for s in spans if s.words_transcribed),
+            "pci_words_inferable": sum(s.words_inferable for s in spans),
             "spans_leaked": sum(1 for s in spans if s.leaked),
+            "spans_inferable": sum(1 for s in spans if s.inferable),
             "leaked_labels": [s.label for s in spans if s.leaked],
+            "verdicts": {v: sum(1 for s in spans if s.verdict == v) for v in VERDICTS},
+            "verdict": self.verdict,
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -206,10 +367,12 @@ def _shown(token: str) -> bool:
 
 def _delivered_visibility(
     utterances: Sequence[Utterance], webhooks: Iterable[Mapping[str, Any]]
-) -> dict[int, dict[str, bool]]:
-    """Script word index -> field -> shown, for every delivered word."""
+) -> tuple[dict[int, dict[str, bool]], dict[int, dict[str, bool]]]:
+    """Script word index -> field -> shown, for every delivered word; and the same for
+    masked words whose mask gives their digits away."""
     by_key = {(u.role, round(u.start_ms), round(u.end_ms)): u for u in utterances}
     seen: dict[int, dict[str, bool]] = {}
+    inferred: dict[int, dict[str, bool]] = {}
     for body in webhooks:
         response = body["autotranscribeResponse"]
         utt = by_key.get((body["sender"]["role"], response["start"], response["end"]))
@@ -223,7 +386,8 @@ def _delivered_visibility(
                     shown = [_shown(t["content"]) for t in item["tokens"]]
                 else:
                     shown = [_shown(t) for t in item[name].split(" ")]
-                if len(shown) != len(utt.words):
+                aligned = len(shown) == len(utt.words)
+                if not aligned:
                     # Not word-aligned: judge each word by whether its text shows up at all.
                     text = str(item[name])
                     shown = [w.text in text for w in utt.words]
@@ -232,7 +396,11 @@ def _delivered_visibility(
                         continue
                     slot = seen.setdefault(word.index, {})
                     slot[name] = slot.get(name, False) or flag
-    return seen
+                    # A mask keeps the word's length, which can pin down a spoken digit.
+                    guess = aligned and not flag and name != "tokens" and reveals(word.text)
+                    hint = inferred.setdefault(word.index, {})
+                    hint[name] = hint.get(name, False) or guess
+    return seen, inferred
 
 
 def analyze_leaks(
@@ -256,7 +424,7 @@ def analyze_leaks(
         if mask is None or mask.ndim != 1 or mask.dtype != np.bool_:
             raise ConfigError(f"streamed needs a 1-D bool mask for {role!r}")
     transcribed = {w.index for u in utterances for w in u.words if w.index is not None}
-    visibility = _delivered_visibility(utterances, webhooks)
+    visibility, inferred = _delivered_visibility(utterances, webhooks)
     spans: list[SpanLeak] = []
     for span in call.sensitive:
         if span.speaker not in streamed:
@@ -273,6 +441,7 @@ def analyze_leaks(
         done = tuple(i in transcribed for i in idx)
         fields_used = sorted({f for i in idx for f in visibility.get(i, {})})
         by_field = {f: tuple(visibility.get(i, {}).get(f, False) for i in idx) for f in fields_used}
+        guessed = {f: tuple(inferred.get(i, {}).get(f, False) for i in idx) for f in fields_used}
         spans.append(
             SpanLeak(
                 label=span.label,
@@ -288,6 +457,7 @@ def analyze_leaks(
                     w.end_ms - w.start_ms for w, t in zip(words, done, strict=True) if t
                 ),
                 visible_by_field=by_field,
+                inferable_by_field={f: g for f, g in guessed.items() if any(g)},
             )
         )
     return LeakReport(plan, tuple(spans), dict(extra or {}))

@@ -6,8 +6,11 @@ word range they came from. A run's digits are the concatenation of its groups' d
 
 What counts as a number:
 
-* **Written** tokens of ASCII digits, optionally split by ``-`` ``/`` ``.`` ``:`` inside the
-  token: ``4111``, ``4111-1111``, ``555-867-5309``, ``123-45-6789``, ``12/27``, ``3:30``.
+* **Written** tokens of digits, optionally split by ``-`` ``/`` ``.`` ``:`` ``_`` inside the
+  token: ``4111``, ``4111-1111``, ``4111_1111``, ``555-867-5309``, ``123-45-6789``,
+  ``12/27``, ``3:30``. Full-width and other Unicode digits count as their ASCII digits
+  (``４１１１``), and a label glued on by ``#`` ``:`` or ``=`` is no obstacle
+  (``cc#4111111111111111``, ``PIN:1234``): the whole token is masked.
   Each part is its own group, so ``(555) 867-5309`` gives groups 555 | 867 | 5309.
   A token with exactly one ``.`` and nothing else (``5.00``, ``3.5``) is a decimal amount,
   not digits. Tokens mixing letters and digits (``1st``, ``80s``, ``A12``) are not numbers,
@@ -46,14 +49,25 @@ Joining and breaking:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DigitGroup", "DigitRun", "digit_runs", "split_punctuation", "spoken_digits"]
+__all__ = [
+    "NUMBER_WORDS",
+    "DigitGroup",
+    "DigitRun",
+    "ascii_digits",
+    "digit_runs",
+    "split_punctuation",
+    "spoken_digits",
+]
 
-_WRITTEN = re.compile(r"[0-9]+(?:[-/.:][0-9]+)*", re.ASCII)
+_WRITTEN = re.compile(r"[0-9]+(?:[-/.:_][0-9]+)*", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]+\.[0-9]+", re.ASCII)
-_SEPARATOR = re.compile(r"([-/.:])")
+_SEPARATOR = re.compile(r"([-/.:_])")
+# A label glued to a number by a mark: "cc#4111...", "PIN:1234", "acct=12345678".
+_LABELLED = re.compile(r"[A-Za-z]+[#:=]([0-9][-/.:_0-9]*)", re.ASCII)
 
 # Item kinds of the flat stream the run builder walks.
 _UNIT, _OH, _TEEN, _TENS, _HUNDRED, _THOUSAND, _MULT, _AND = range(8)
@@ -83,6 +97,13 @@ _WORDS: dict[str, tuple[int, int]] = {
     **{w: (_TEEN, n) for n, w in enumerate(_TEENS, 10)},
     **{w: (_TENS, n) for n, w in zip(range(20, 100, 10), _TENS_WORDS, strict=True)},
 }
+NUMBER_WORDS: dict[str, tuple[str, int]] = {
+    word: ({_UNIT: "unit", _OH: "unit", _TEEN: "teen", _TENS: "tens"}[kind], value)
+    for word, (kind, value) in _WORDS.items()
+    if kind in (_UNIT, _OH, _TEEN, _TENS)
+}
+"""Spoken number words that carry a value, by kind (``unit``, ``teen``, ``tens``): what a
+mask of the same length could hide (:mod:`mgsim.speech.inference`)."""
 _JOIN_WORDS = frozenset({"dash", "hyphen", "space", "slash", "uh", "um", "er", "ah", "hmm"})
 _JOIN_MARKS = frozenset({"-", "–", "—", "/"})
 _INTERJECTION_MARKS = frozenset(",!?")
@@ -178,10 +199,26 @@ def _written_groups(core: str, i: int) -> tuple[DigitGroup, ...]:
     )
 
 
+def ascii_digits(text: str) -> str:
+    """``text`` with full-width and other Unicode digits and marks in their ASCII form.
+
+    >>> ascii_digits("４１１１－１１１１"), ascii_digits("٤١١١")
+    ('4111-1111', '4111')
+    """
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
 def _word_items(i: int, word: str) -> list[_Item]:
     _, core, after = split_punctuation(word)
     if not core:
         return [_Item(_JOIN if word in _JOIN_MARKS else _OTHER, 0, i)]
+    core = ascii_digits(core)
+    labelled = _LABELLED.fullmatch(core)
+    if labelled and _WRITTEN.fullmatch(labelled.group(1)):
+        core = labelled.group(1)
     if _WRITTEN.fullmatch(core):
         if _DECIMAL.fullmatch(core):
             return [_Item(_OTHER, 0, i)]

@@ -21,11 +21,19 @@ entity             flag                 what
                                         after "expiration", "expires", "exp"...
 ``cvv``            ``short_numeric``    3–4 digits after "CVV", "CVC", "security code"
 ``pin``            ``short_numeric``    3–4 digits after "PIN"
-``short_numeric``  ``short_numeric``    any other 3–4 digits
+``short_numeric``  ``short_numeric``    any other 3–8 digits
 =================  ===================  ================================================
 
 Keywords count within the 8 words before a number (never after it). Names are best effort;
 what is masked depends only on the flags.
+
+**Context.** The policy reads a participant's words across their utterances
+(:func:`find_sensitive`'s ``context``: what the same participant said just before, which
+the gateway keeps per call, see :class:`mgsim.speech.transcripts.RedactionHistory`). A
+number read in two breaths (an Amex read 10 then 5 digits around the agent's "mm-hmm") is
+one number, and a keyword said a breath earlier ("the expiry is, let me see... oh four
+twenty twenty eight") names the number after it. Context only ever adds masks: the words
+alone are masked at least as much.
 
 Decisions where the vendor documentation is silent:
 
@@ -47,7 +55,22 @@ Decisions where the vendor documentation is silent:
   (``(555)`` → ``(###)``, ``1111,`` → ``####,``). Separators inside a written token are masked
   with it: ``4111-1111-1111-1111`` → ``###################``, so the format of a number
   leaks nothing either. Filler words inside a span (``dash``, ``uh``) are masked too.
+* **A number is never left half masked.** A run with a sensitive piece is masked whole:
+  digits no piece took join the piece before them. Under the payment rules a number of 5–8
+  digits, which no vendor rule names, is masked whole as a ``short_numeric`` (a 6-digit
+  expiry without its keyword, a ZIP code, a card read in pieces), so "one two three four
+  five" and "12345" are treated alike; without the payment rules both stay.
+* **Corrections.** A 1–2 digit number within 3 words of a sensitive span is masked with it
+  ("four four nine, sorry, that's *four* not five, eight..."): a digit said apart, or
+  corrected, belongs to the number around it. Amounts (``$5``, ``5 dollars``) stay.
+* Written forms an ASR engine or a typist produces: ``_`` separates digit groups like ``-``
+  (``4111_1111_1111_1111``), full-width and other Unicode digits count as their ASCII
+  digits, and a token with a label glued on (``cc#4111111111111111``, ``PIN:1234``) is
+  masked whole (:mod:`mgsim.speech.numbers`).
 * Redaction is idempotent: masks contain no digits, so redacting twice changes nothing.
+* One ``#`` per character is the vendor's behaviour and stays, although it gives spoken
+  digits away (``##`` can only be "oh"): the leak analysis reports such a span as
+  inferable (:mod:`mgsim.speech.inference`), not as hidden.
 
 How ``redactionOutput`` is delivered (:func:`apply_output_mode`; the vendor shows only the
 redacted shape): each webhook ``utterance`` item carries ``text``. With ``redacted`` it is the
@@ -111,6 +134,7 @@ _FLAGS = (*ENTITIES[:5], "short_numeric")
 _FLAG_OF = {e: e for e in ENTITIES[:5]} | dict.fromkeys(ENTITIES[5:], "short_numeric")
 _MAX_DIGITS = 19
 _CONTEXT_WINDOW = 8
+_NEAR_WORDS = 3  # a 1–2 digit number this close to a sensitive span is part of it
 _KEYWORD_GROUPS = {
     "pin": ("pin",),
     # "security" after "social" is retagged where the tags are computed.
@@ -309,7 +333,7 @@ def _lengths(policy: RedactionPolicy) -> frozenset[int]:
     if policy.phone:
         lengths.add(11)
     if policy.short_numeric:
-        lengths.update((3, 4, 6))
+        lengths.update(range(3, 9))
     return frozenset(lengths)
 
 
@@ -330,14 +354,12 @@ def _candidates(groups: Sequence[DigitGroup], digits: str, ctx: _Context) -> tup
         return ("ten_digit",)
     if n == 11:
         return ("phone",) if digits[0] == "1" else ()
-    if n not in (3, 4, 6) or ctx.is_quantity(start, end):
+    if not 3 <= n <= 8 or ctx.is_quantity(start, end):
         return ()
     keyword = ctx.keyword(start)
     if _expiry_form(groups, digits) or (keyword == "expiry" and n in (4, 6)):
         return ("expiry",)
-    if n == 6:
-        return ()
-    if keyword in ("pin", "cvv", "expiry"):
+    if keyword in ("pin", "cvv", "expiry") and n <= 4:
         return (keyword,)
     return ("short_numeric",)
 
@@ -373,7 +395,7 @@ def _spans_in_run(
             if cand > score:
                 score, choice = cand, (j, entity)
         best[i], back[i] = score, choice
-    spans: list[Span] = []
+    pieces: list[tuple[int, int, str]] = []  # (first group, end group, entity)
     i = m
     while i > 0:
         step = back[i]
@@ -381,47 +403,127 @@ def _spans_in_run(
             i -= 1
             continue
         j, entity = step
-        digits = all_digits[offsets[j] : offsets[i]]
-        spans.append(Span(groups[j].start_word, groups[i - 1].end_word, entity, digits))
+        pieces.append((j, i, entity))
         i = j
-    spans.reverse()
-    return spans
+    pieces.reverse()
+    return [
+        Span(
+            groups[j].start_word,
+            groups[i - 1].end_word,
+            entity,
+            all_digits[offsets[j] : offsets[i]],
+        )
+        for j, i, entity in _whole_run(pieces, m)
+    ]
 
 
-def find_sensitive(words: Sequence[str], policy: RedactionPolicy) -> list[Span]:
+def _whole_run(pieces: list[tuple[int, int, str]], m: int) -> list[tuple[int, int, str]]:
+    """``pieces`` (group ranges of a run of ``m`` groups) grown to cover every group: a
+    number is never left half masked. Groups no piece took join the piece before them (the
+    first piece when they come first)."""
+    if not pieces:
+        return pieces
+    out = []
+    for k, (j, _end, entity) in enumerate(pieces):
+        lo = 0 if k == 0 else j
+        hi = pieces[k + 1][0] if k + 1 < len(pieces) else m
+        out.append((lo, hi, entity))
+    return out
+
+
+def find_sensitive(
+    words: Sequence[str], policy: RedactionPolicy, *, context: Sequence[str] = ()
+) -> list[Span]:
     """Sensitive spans in ``words`` under ``policy``, in order and not overlapping.
 
     Pieces cut inside one written token share that word; they are merged into one span
-    named after the first piece.
+    named after the first piece. ``context`` is what the same participant said just before
+    (their previous utterances, oldest first): a number that began there, or a keyword
+    said there, counts for ``words`` too. Spans lie within ``words`` (indexes into it).
 
     >>> find_sensitive("my ssn is 123-45-6789".split(), RedactionPolicy.default())
     [Span(start_word=3, end_word=4, entity='ssn', digits='123456789')]
+    >>> find_sensitive(["oh", "four", "twenty", "twenty", "eight"], RedactionPolicy.default(),
+    ...                context=["the", "expiry", "is"])[0].entity
+    'expiry'
     """
     if not policy.enabled:
         return []
+    if context:
+        offset = len(context)
+        joined = _find(list(context) + list(words), policy)
+        # Digits of these words alone: an utterance opening with "Oh, great" right after
+        # a number has none, so nothing of it continues that number.
+        own = [(r.start_word, r.end_word) for r in digit_runs(words)]
+        spans = [
+            Span(max(sp.start_word - offset, 0), sp.end_word - offset, sp.entity, sp.digits)
+            for sp in joined
+            if sp.end_word > offset
+            and (sp.start_word >= offset or any(a < sp.end_word - offset for a, _ in own))
+        ]
+        # Context can only add: whatever the words alone hold is masked as well.
+        alone = _find(words, policy)
+        covered = {k for sp in spans for k in range(sp.start_word, sp.end_word)}
+        extra = [sp for sp in alone if not covered.intersection(range(sp.start_word, sp.end_word))]
+        return sorted(spans + extra, key=lambda sp: sp.start_word)
+    return _find(words, policy)
+
+
+def _find(words: Sequence[str], policy: RedactionPolicy) -> list[Span]:
     ctx = _Context(words)
     lengths = _lengths(policy)
     merged: list[Span] = []
+    loose: list[DigitRun] = []
     for run in digit_runs(words):
-        for span in _spans_in_run(run, ctx, policy, lengths):
+        found = _spans_in_run(run, ctx, policy, lengths)
+        if not found:
+            loose.append(run)
+        for span in found:
             if merged and span.start_word < merged[-1].end_word:
                 last = merged[-1]
                 end = max(last.end_word, span.end_word)
                 merged[-1] = Span(last.start_word, end, last.entity, last.digits + span.digits)
             else:
                 merged.append(span)
-    return merged
+    return _near_spans(merged, loose, ctx)
 
 
-def redact_words(words: Sequence[str], policy: RedactionPolicy | None = None) -> RedactionResult:
-    """Mask every word of every sensitive span (default policy when none is given).
+def _near_spans(spans: list[Span], loose: list[DigitRun], ctx: _Context) -> list[Span]:
+    """``spans`` plus the 1–2 digit numbers said within a few words of one: a correction
+    ("four four nine, sorry, that's four not five, eight four...") or a digit read apart
+    belongs to the number around it."""
+    if not spans:
+        return spans
+    out = list(spans)
+    for run in loose:
+        if len(run.digits) > 2 or ctx.is_quantity(run.start_word, run.end_word):
+            continue
+        gaps = [
+            (run.start_word - sp.end_word if sp.end_word <= run.start_word
+             else sp.start_word - run.end_word, sp)
+            for sp in spans
+        ]  # fmt: skip
+        gap, near = min(gaps, key=lambda g: g[0])
+        if 0 <= gap <= _NEAR_WORDS:
+            out.append(Span(run.start_word, run.end_word, near.entity, run.digits))
+    return sorted(out, key=lambda sp: sp.start_word)
+
+
+def redact_words(
+    words: Sequence[str],
+    policy: RedactionPolicy | None = None,
+    *,
+    context: Sequence[str] = (),
+) -> RedactionResult:
+    """Mask every word of every sensitive span (default policy when none is given);
+    ``context`` is the participant's words just before (see :func:`find_sensitive`).
 
     >>> redact_words(["call", "555-867-5309", "now"]).words
     ('call', '############', 'now')
     """
     policy = RedactionPolicy.default() if policy is None else policy
     original = tuple(words)
-    spans = find_sensitive(original, policy)
+    spans = find_sensitive(original, policy, context=context)
     out = list(original)
     for span in spans:
         for k in range(span.start_word, span.end_word):
@@ -463,7 +565,11 @@ def output_mode_problem(
 
 
 def apply_output_mode(
-    words: Sequence[str], mode: OutputMode, policy: RedactionPolicy | None = None
+    words: Sequence[str],
+    mode: OutputMode,
+    policy: RedactionPolicy | None = None,
+    *,
+    context: Sequence[str] = (),
 ) -> dict[str, str]:
     """One webhook ``utterance`` item for ``words`` under ``redactionOutput=mode``.
 
@@ -481,7 +587,7 @@ def apply_output_mode(
         return {"text": original}
     if not policy.enabled:
         raise ConfigError(f"redactionOutput={mode} needs at least one redaction rule")
-    redacted = redact_words(words, policy).text
+    redacted = redact_words(words, policy, context=context).text
     if mode == "redacted":
         return {"text": redacted}
     return {"text": redacted, "unredactedText": original}

@@ -28,6 +28,12 @@ Decisions where the vendor documentation is silent:
   ``tokens``: one per word, ``{"content", "start", "end"}`` in ms, plus
   ``punctuationBefore``/``punctuationAfter`` when the word carries punctuation (the core
   goes in ``content``, as :func:`mgsim.speech.numbers.split_punctuation` cuts it).
+* A participant's utterances are redacted **in context**: what they said in their
+  previous utterances (up to 32 words, unless they were silent for 10 s) counts as the
+  words before this one, so a card number read in two breaths around the agent's
+  "mm-hmm", or an expiry whose keyword came in the breath before, is recognised
+  (:class:`RedactionHistory`, :func:`mgsim.speech.redact.find_sensitive`). Only the words of
+  the utterance being delivered are masked: what was delivered stays as it was.
 * A message's ``text`` is what the webhook's ``text`` says: for ``redacted_and_unredacted``
   the **redacted** text, so that the stored history (kept 7 days) never holds what
   redaction masked; the unredacted version is only ever in the real-time webhook.
@@ -70,6 +76,7 @@ from mgsim.speech.redact import (
 __all__ = [
     "DEFAULT_LATENCY_MS",
     "WEBHOOK_SCHEMA",
+    "RedactionHistory",
     "SegmentContext",
     "SegmentTranscripts",
     "Transcript",
@@ -197,14 +204,44 @@ def tokens(utterance: Utterance) -> list[dict[str, Any]]:
     return out
 
 
+class RedactionHistory:
+    """What each participant said lately, for redacting their next utterance in context.
+
+    >>> from mgsim.speech.engine import TimedWord, Utterance
+    >>> history = RedactionHistory()
+    >>> history.add(Utterance("customer", 0, 900, (TimedWord("expiry", 0, 400),)))
+    >>> history.context("customer", 1500), history.context("customer", 20_000)
+    (('expiry',), ())
+    """
+
+    WORDS = 32
+    GAP_MS = 10_000.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    def context(self, role: str, start_ms: float) -> tuple[str, ...]:
+        """The words ``role`` said before ``start_ms`` that still count."""
+        last = self._last.get(role)
+        if last is None or start_ms - last[0] > self.GAP_MS:
+            return ()
+        return last[1]
+
+    def add(self, utterance: Utterance) -> None:
+        words = self.context(utterance.role, utterance.start_ms) + utterance.texts
+        self._last[utterance.role] = (utterance.end_ms, words[-self.WORDS :])
+
+
 def utterance_item(
     utterance: Utterance,
     mode: OutputMode,
     policy: RedactionPolicy,
     *,
     detailed_token: bool = False,
+    context: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The webhook's ``utterance`` item under ``redactionOutput=mode`` and ``policy``."""
+    """The webhook's ``utterance`` item under ``redactionOutput=mode`` and ``policy``;
+    ``context`` is the participant's words before it (:class:`RedactionHistory`)."""
     if detailed_token and mode != "unredacted":
         raise ConfigError("detailedToken=true is only allowed with redactionOutput=unredacted")
     words = utterance.texts
@@ -216,13 +253,15 @@ def utterance_item(
         if mode == "redacted_and_unredacted":
             item["unredactedText"] = original
     else:
-        item = dict(apply_output_mode(words, mode, policy))
+        item = dict(apply_output_mode(words, mode, policy, context=context))
     if detailed_token:
         item["tokens"] = tokens(utterance)
     return item
 
 
-def webhook_body(utterance: Utterance, ctx: SegmentContext) -> dict[str, Any]:
+def webhook_body(
+    utterance: Utterance, ctx: SegmentContext, *, context: Sequence[str] = ()
+) -> dict[str, Any]:
     """The webhook body for one utterance of the segment described by ``ctx``."""
     role = utterance.role
     return {
@@ -240,6 +279,7 @@ def webhook_body(utterance: Utterance, ctx: SegmentContext) -> dict[str, Any]:
                     ctx.redaction_output,
                     ctx.policies.for_role(role),
                     detailed_token=ctx.detailed_token,
+                    context=context,
                 )
             ],
         },
@@ -332,11 +372,14 @@ def render_segment(
     wall_base: datetime,
     latency_ms: float = DEFAULT_LATENCY_MS,
     new_id: Callable[[], str] | None = None,
+    history: RedactionHistory | None = None,
 ) -> SegmentTranscripts:
     """Turn one segment's utterances (both roles, any order) into what the gateway delivers.
 
     ``new_id`` makes message ids (the gateway's seeded UUIDs); by default they are UUIDs
-    derived from the guid, streamId and times, so runs are reproducible.
+    derived from the guid, streamId and times, so runs are reproducible. ``history`` is the
+    call's :class:`RedactionHistory` (updated here), so that context carries over from
+    earlier segments; by default the segment starts without any.
 
     >>> from datetime import UTC, datetime
     >>> from mgsim.speech.engine import TimedWord, Utterance
@@ -355,7 +398,9 @@ def render_segment(
     for utt in order:
         if not utt.words:
             continue
-        body = webhook_body(utt, ctx)
+        history = RedactionHistory() if history is None else history
+        body = webhook_body(utt, ctx, context=history.context(utt.role, utt.start_ms))
+        history.add(utt)
         text = body["autotranscribeResponse"]["utterance"][0]["text"]
         message = message_item(
             utt, ctx, text=text, message_id=ids(utt), wall_base=wall_base, latency_ms=latency_ms
