@@ -179,9 +179,19 @@ def _print_call(result: Any) -> None:
         )
 
 
+def _note_env(command: str) -> None:
+    from mgsim.targets import env_note
+
+    note = env_note(command)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def _call(args: argparse.Namespace) -> int:
     from mgsim.sim.scenario import run_scenario
 
+    if getattr(args, "target", None) is None:
+        _note_env("call")
     scenario = _scenario_from(args)
     if args.transport == "socket":
         from mgsim.sim.socket_scenario import run_scenario_over_sockets
@@ -201,6 +211,7 @@ def _demo(args: argparse.Namespace) -> int:
     from mgsim.sim.plans import Plan
     from mgsim.sim.scenario import NAMESPACES, Scenario, run_scenario
 
+    _note_env("demo")
     call = load_sample("card_payment")
     rows = []
     for namespace in NAMESPACES:
