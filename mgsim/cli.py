@@ -10,6 +10,7 @@
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
                 [--loss P] [--jitter-ms N] [--reorder P]
                 [--transport inprocess|socket] [--realtime] [--json]
+                [--target URL [--sip URI] [--audiohook-url URL] [--webhook-listen HOST:PORT]]
     mgsim demo  [--json]
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mgsim import __version__
-from mgsim.errors import ConfigError
+from mgsim.errors import ConfigError, MgsimError
 
 __all__ = ["main"]
 
@@ -131,6 +132,18 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         impairment = Impairment(
             loss=args.loss, jitter_ms=args.jitter_ms, reorder=args.reorder, seed=args.seed
         )
+    target = None
+    if args.target is not None:
+        from mgsim.targets import Target, parse_listen
+
+        target = Target(
+            args.target,
+            sip=args.sip,
+            audiohook_url=args.audiohook_url,
+            webhook_listen=parse_listen(args.webhook_listen) if args.webhook_listen else None,
+        )
+    elif args.sip or args.audiohook_url or args.webhook_listen:
+        raise ConfigError("--sip, --audiohook-url and --webhook-listen go with --target URL")
     return Scenario(
         _load_call(args.audio),
         args.namespace,
@@ -142,6 +155,7 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         confirm_stop=not args.naive_stop,
         impairment=impairment,
         realtime=args.realtime,
+        target=target,
     )
 
 
@@ -193,7 +207,7 @@ def _call(args: argparse.Namespace) -> int:
     if getattr(args, "target", None) is None:
         _note_env("call")
     scenario = _scenario_from(args)
-    if args.transport == "socket":
+    if args.transport == "socket" and scenario.target is None:
         from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
         result = run_scenario_over_sockets(scenario)
@@ -415,6 +429,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="pace the call in real time (it takes as long as the call); over sockets this "
         "is what --latency-ms and --fail-rate need",
     )
+    call.add_argument(
+        "--target",
+        metavar="URL",
+        help="play the call to this gateway instead of the embedded one: another mgsim serve "
+        "or https://api.sandbox.asapp.com (credentials: ASAPP_API_ID, ASAPP_API_SECRET)",
+    )
+    call.add_argument(
+        "--sip", metavar="URI", help="with --target: the SIPREC recording server, e.g. "
+        "sip:HOST:5060;transport=tcp (an mgsim serve target names its own)"
+    )  # fmt: skip
+    call.add_argument(
+        "--audiohook-url", metavar="URL", help="with --target: the AudioHook ws:// or wss:// "
+        "URL (key and secret: MGSIM_AUDIOHOOK_API_KEY, MGSIM_AUDIOHOOK_CLIENT_SECRET)"
+    )  # fmt: skip
+    call.add_argument(
+        "--webhook-listen", metavar="HOST:PORT", help="with --target: receive transcript "
+        "webhooks at http://HOST:PORT/webhooks/transcripts (secret: MGSIM_WEBHOOK_SECRET)"
+    )  # fmt: skip
     call.add_argument("--seed", type=int, default=0)
     call.add_argument("--json", action="store_true", help="print one JSON object")
     call.set_defaults(func=_call)
@@ -434,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mgsim: {exc}", file=sys.stderr)
         return 2
+    except MgsimError as exc:  # a gateway that does not answer, or refuses (--target)
+        print(f"mgsim: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (``mgsim call ... | head``): stop quietly, and keep Python
         # from complaining again when it flushes stdout at exit.

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from mgsim.errors import ConfigError
 
-__all__ = ["Target", "env_note", "parse_sip_uri"]
+__all__ = ["Target", "env_note", "parse_listen", "parse_sip_uri"]
 
 
 def parse_sip_uri(uri: str) -> tuple[str, int, str]:
@@ -70,6 +70,18 @@ def parse_sip_uri(uri: str) -> tuple[str, int, str]:
     if not 0 < port < 65536:
         raise ConfigError(f"{uri}: port {port} is out of range")
     return host, port, transport
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``(host, port)`` of ``HOST:PORT`` (``--webhook-listen``).
+
+    >>> parse_listen("127.0.0.1:8099")
+    ('127.0.0.1', 8099)
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--webhook-listen wants HOST:PORT, such as 127.0.0.1:8099; got {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def _is_loopback(url: str) -> bool:

@@ -57,6 +57,7 @@ from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine, Utterance
 from mgsim.speech.leaks import LeakReport, analyze_leaks
 from mgsim.speech.redact import ParticipantPolicies, redact_words
+from mgsim.targets import Target
 
 __all__ = [
     "NAMESPACES",
@@ -134,6 +135,13 @@ class Scenario:
     """Network effects on the media as the platform's transport allows them (see
     :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
     arrival, which is never earlier than its sending, so it can only mask more."""
+    call_guid: str | None = None
+    """The call's guid; None: derived from the call's id (:func:`guid_for`), the same
+    every run. A run against a target gets a fresh one unless this is set."""
+    target: Target | None = None
+    """A gateway that is not the embedded one (:class:`mgsim.targets.Target`): the call is
+    played to it over the platform's real transport and its control API is driven (see
+    :mod:`mgsim.sim.target_scenario`). None, the default: an embedded simulator."""
 
     def __post_init__(self) -> None:
         if self.namespace not in NAMESPACES:
@@ -148,6 +156,8 @@ class Scenario:
 
     @property
     def guid(self) -> str:
+        if self.call_guid is not None:
+            return self.call_guid
         return guid_for(self.namespace, self.call.call_id)
 
     def start_params(self) -> NamespaceParams | None:
@@ -220,6 +230,10 @@ class ScenarioResult:
     policies: ParticipantPolicies
     impairment: ImpairReport | None = None
     """What the scenario's impairment did to the media (None without one)."""
+    remote: Any = None
+    """Against a target (:mod:`mgsim.sim.target_scenario`): its
+    :class:`~mgsim.sim.target_scenario.RemoteOutcome` (messages, webhooks, stop summaries);
+    None in process."""
 
     @property
     def leaks(self) -> dict[str, Any]:
@@ -285,7 +299,10 @@ class ScenarioResult:
                 }
                 for e in self.journal.entries
             ],
-            "accounting": self.call.accounting.as_dict() if self.call is not None else None,
+            "accounting": self.call.accounting.as_dict()
+            if self.call is not None
+            else (self.remote.accounting if self.remote is not None else None),
+            "target": None if self.remote is None else self.remote.to_json(),
             "impairment": None
             if self.impairment is None
             else {
@@ -358,7 +375,12 @@ def in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run_scenario(scenario: Scenario) -> ScenarioResult:
-    """Run ``scenario`` to the end of its call and analyse it."""
+    """Run ``scenario`` to the end of its call and analyse it (against ``scenario.target``
+    when one is named, else in an embedded simulator)."""
+    if scenario.target is not None:
+        from mgsim.sim.target_scenario import run_scenario_on_target
+
+        return run_scenario_on_target(scenario)
     return in_fresh_loop(_run(scenario))
 
 
