@@ -11,6 +11,8 @@
                 [--loss P] [--jitter-ms N] [--reorder P]
                 [--transport inprocess|socket] [--realtime] [--json]
                 [--target URL [--sip URI] [--audiohook-url URL] [--webhook-listen HOST:PORT]]
+                [--record CAPTURE]
+    mgsim replay CAPTURE [--audio FILE|SAMPLE] [--plan whole|connect|guard] [--json]
     mgsim demo  [--json]
 """
 
@@ -213,11 +215,28 @@ def _call(args: argparse.Namespace) -> int:
         result = run_scenario_over_sockets(scenario)
     else:
         result = run_scenario(scenario)
+    if args.record:
+        from mgsim.capture.command import record_call
+
+        print(f"mgsim: recorded {record_call(scenario, args.record)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         _print_call(result)
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from mgsim.capture.command import replay_command
+    from mgsim.sim.plans import Plan
+
+    plan = Plan(
+        args.plan,
+        margin_before_ms=args.margin_ms,
+        margin_after_ms=args.margin_after_ms if args.margin_after_ms is not None else 1000.0,
+    )
+    call = _load_call(args.audio) if args.audio else None
+    return replay_command(args.capture, plan, call, args.redaction_output, args.json)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -447,9 +466,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-listen", metavar="HOST:PORT", help="with --target: receive transcript "
         "webhooks at http://HOST:PORT/webhooks/transcripts (secret: MGSIM_WEBHOOK_SECRET)"
     )  # fmt: skip
+    call.add_argument(
+        "--record", metavar="PATH", help="write the call as a capture: .pcap/.pcapng "
+        "(siprec), JSON lines (twilio, genesysaudiohook), .mkv (amazonconnect)"
+    )  # fmt: skip
     call.add_argument("--seed", type=int, default=0)
     call.add_argument("--json", action="store_true", help="print one JSON object")
     call.set_defaults(func=_call)
+
+    rep = sub.add_parser("replay", help="play a capture (pcap, Twilio/AudioHook log, MKV) "
+                         "into the simulated gateway")  # fmt: skip
+    rep.add_argument("capture", help="a .pcap/.pcapng, a JSON-lines log or an MKV dump")
+    rep.add_argument("--audio", help="the call's sample name or sidecar: its script lets "
+                     "the gateway transcribe and the guard plan find the spans")  # fmt: skip
+    rep.add_argument("--plan", default="whole", choices=["whole", "connect", "guard"])
+    rep.add_argument("--margin-ms", type=float, default=1500.0)
+    rep.add_argument("--margin-after-ms", type=float, default=None)
+    rep.add_argument("--redaction-output", default="redacted",
+                     choices=["redacted", "unredacted", "redacted_and_unredacted"])  # fmt: skip
+    rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.set_defaults(func=_replay)
 
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
     demo.add_argument("--json", action="store_true")

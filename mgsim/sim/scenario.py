@@ -135,6 +135,9 @@ class Scenario:
     """Network effects on the media as the platform's transport allows them (see
     :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
     arrival, which is never earlier than its sending, so it can only mask more."""
+    wires_override: tuple[Wire, ...] | None = None
+    """The wires to play instead of encoding the call (a replayed capture,
+    :mod:`mgsim.capture.replay`); the call then supplies only the plan's times and script."""
     call_guid: str | None = None
     """The call's guid; None: derived from the call's id (:func:`guid_for`), the same
     every run. A run against a target gets a fresh one unless this is set."""
@@ -178,7 +181,9 @@ class Scenario:
         return self.impairment.apply(self.sent_wires(), self.namespace)
 
     def sent_wires(self) -> Iterator[Wire]:
-        """The call as the platform sends it (its encoder's output)."""
+        """The call as the platform sends it (its encoder's output, or the override)."""
+        if self.wires_override is not None:
+            return iter(self.wires_override)
         audio, guid = self.call.audio, self.guid
         params = self.start_params()
         if self.namespace == "siprec":
