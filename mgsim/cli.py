@@ -10,6 +10,9 @@
                 [--margin-ms N] [--latency-ms N] [--fail-rate P] [--naive-stop]
                 [--loss P] [--jitter-ms N] [--reorder P]
                 [--transport inprocess|socket] [--realtime] [--json]
+                [--target URL [--sip URI] [--audiohook-url URL] [--webhook-listen HOST:PORT]]
+                [--record CAPTURE]
+    mgsim replay CAPTURE [--audio FILE|SAMPLE] [--plan whole|connect|guard] [--json]
     mgsim demo  [--json]
 """
 
@@ -155,6 +158,18 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         impairment = Impairment(
             loss=args.loss, jitter_ms=args.jitter_ms, reorder=args.reorder, seed=args.seed
         )
+    target = None
+    if args.target is not None:
+        from mgsim.targets import Target, parse_listen
+
+        target = Target(
+            args.target,
+            sip=args.sip,
+            audiohook_url=args.audiohook_url,
+            webhook_listen=parse_listen(args.webhook_listen) if args.webhook_listen else None,
+        )
+    elif args.sip or args.audiohook_url or args.webhook_listen:
+        raise ConfigError("--sip, --audiohook-url and --webhook-listen go with --target URL")
     return Scenario(
         _load_call(args.audio),
         args.namespace,
@@ -166,30 +181,58 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         confirm_stop=not args.naive_stop,
         impairment=impairment,
         realtime=args.realtime,
+        target=target,
     )
+
+
+def _note_env(command: str) -> None:
+    from mgsim.targets import env_note
+
+    note = env_note(command)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _call(args: argparse.Namespace) -> int:
     from mgsim.report import exit_code, print_call, realtime_progress
     from mgsim.sim.scenario import run_scenario
 
+    if getattr(args, "target", None) is None:
+        _note_env("call")
     scenario = _scenario_from(args)
     pacing = (
         realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
     )
     with pacing:
-        if args.transport == "socket":
+        if args.transport == "socket" and scenario.target is None:
             from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
             result = run_scenario_over_sockets(scenario)
         else:
             result = run_scenario(scenario)
 
+    if args.record:
+        from mgsim.capture.command import record_call
+
+        print(f"mgsim: recorded {record_call(scenario, args.record)}", file=sys.stderr)
     if args.json:
         print(json.dumps({**result.to_json(), "exit_code": exit_code(result)}, indent=2))
     else:
         print_call(result)
     return exit_code(result)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from mgsim.capture.command import replay_command
+    from mgsim.sim.plans import Plan
+
+    plan = Plan(
+        args.plan,
+        margin_before_ms=args.margin_ms,
+        margin_after_ms=args.margin_after_ms if args.margin_after_ms is not None else 1000.0,
+    )
+    call = _load_call(args.audio) if args.audio else None
+    return replay_command(args.capture, plan, call, args.redaction_output, args.json)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -198,6 +241,7 @@ def _demo(args: argparse.Namespace) -> int:
     from mgsim.sim.plans import Plan
     from mgsim.sim.scenario import NAMESPACES, Scenario, run_scenario
 
+    _note_env("demo")
     call = load_sample("card_payment")
     rows = []
     for namespace in NAMESPACES:
@@ -508,7 +552,42 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object (verdict, spans, actions, transcript, requests)",
     )
+    call.add_argument(
+        "--target",
+        metavar="URL",
+        help="play the call to this gateway instead of the embedded one: another mgsim serve "
+        "or https://api.sandbox.asapp.com (credentials: ASAPP_API_ID, ASAPP_API_SECRET)",
+    )
+    call.add_argument(
+        "--sip", metavar="URI", help="with --target: the SIPREC recording server, e.g. "
+        "sip:HOST:5060;transport=tcp (an mgsim serve target names its own)"
+    )  # fmt: skip
+    call.add_argument(
+        "--audiohook-url", metavar="URL", help="with --target: the AudioHook ws:// or wss:// "
+        "URL (key and secret: MGSIM_AUDIOHOOK_API_KEY, MGSIM_AUDIOHOOK_CLIENT_SECRET)"
+    )  # fmt: skip
+    call.add_argument(
+        "--webhook-listen", metavar="HOST:PORT", help="with --target: receive transcript "
+        "webhooks at http://HOST:PORT/webhooks/transcripts (secret: MGSIM_WEBHOOK_SECRET)"
+    )  # fmt: skip
+    call.add_argument(
+        "--record", metavar="PATH", help="write the call as a capture: .pcap/.pcapng "
+        "(siprec), JSON lines (twilio, genesysaudiohook), .mkv (amazonconnect)"
+    )  # fmt: skip
     call.set_defaults(func=_call)
+
+    rep = sub.add_parser("replay", help="play a capture (pcap, Twilio/AudioHook log, MKV) "
+                         "into the simulated gateway")  # fmt: skip
+    rep.add_argument("capture", help="a .pcap/.pcapng, a JSON-lines log or an MKV dump")
+    rep.add_argument("--audio", help="the call's sample name or sidecar: its script lets "
+                     "the gateway transcribe and the guard plan find the spans")  # fmt: skip
+    rep.add_argument("--plan", default="whole", choices=["whole", "connect", "guard"])
+    rep.add_argument("--margin-ms", type=float, default=1500.0)
+    rep.add_argument("--margin-after-ms", type=float, default=None)
+    rep.add_argument("--redaction-output", default="redacted",
+                     choices=["redacted", "unredacted", "redacted_and_unredacted"])  # fmt: skip
+    rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.set_defaults(func=_replay)
 
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
     demo.add_argument("--json", action="store_true", help="print one JSON object")

@@ -2,9 +2,14 @@
 
 Where the requests go, first match wins:
 
-1. ``base_url=`` argument, else ``MGSIM_BASE_URL``: a running ``mgsim serve`` or ASAPP's
-   sandbox (``https://api.sandbox.asapp.com``);
-2. otherwise an embedded simulator in this process (no port, no network).
+1. an argument: ``base_url=`` (a running ``mgsim serve`` or ASAPP's sandbox,
+   ``https://api.sandbox.asapp.com``) or ``simulator=`` (an embedded simulator); giving both
+   is a :class:`~mgsim.errors.ConfigError`;
+2. ``MGSIM_BASE_URL``, only when neither argument is given;
+3. otherwise a new embedded simulator in this process (no port, no network).
+
+An explicit simulator therefore always wins over the environment: scenarios, demos, panels
+and notebooks, which make their own simulator, never follow ``MGSIM_BASE_URL``.
 
 Credentials: ``api_id=`` / ``api_secret=`` arguments, else ``ASAPP_API_ID`` /
 ``ASAPP_API_SECRET``; the embedded simulator and a loopback URL fall back to the
@@ -129,9 +134,14 @@ class _Base:
         journal: Journal | None,
         clock: Clock | None,
     ) -> None:
-        base_url = base_url or os.environ.get("MGSIM_BASE_URL") or None
         if base_url and simulator is not None:
-            raise ConfigError("give either base_url (or MGSIM_BASE_URL) or simulator, not both")
+            raise ConfigError(
+                f"a client goes to one gateway: pass base_url= ({base_url}) for a running "
+                "gateway or simulator= for an embedded one, not both"
+            )
+        if simulator is None:
+            # The environment only chooses when the caller did not.
+            base_url = base_url or os.environ.get("MGSIM_BASE_URL") or None
         self.simulator: Simulator | None = None
         if not base_url:
             self.simulator = simulator or Simulator()

@@ -216,8 +216,12 @@ def test_base_url_from_environment_needs_credentials(monkeypatch: pytest.MonkeyP
     with Client() as client:
         assert not client.embedded and client.base_url == "https://api.sandbox.asapp.com"
         assert "env-secret" in client.journal.secrets
-    with pytest.raises(ConfigError):
-        Client(simulator=Simulator(virtual=True))
+    # An explicit simulator wins over the environment; both explicit is the only conflict.
+    with Simulator(virtual=True) as sim:
+        with Client(simulator=sim) as client:
+            assert client.embedded
+        with pytest.raises(ConfigError, match="not both"):
+            Client("http://127.0.0.1:8080", simulator=sim)
 
 
 def test_loopback_base_url_falls_back_to_local_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

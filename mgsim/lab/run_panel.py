@@ -22,6 +22,7 @@ from mgsim.lab.widgets import Panel, html_table
 from mgsim.sim.call import Call, list_samples, load_sample
 from mgsim.sim.plans import Plan
 from mgsim.sim.scenario import NAMESPACES, Scenario, ScenarioResult, run_scenario
+from mgsim.targets import Target
 
 __all__ = ["RunPanel"]
 
@@ -38,7 +39,8 @@ def _samples() -> tuple[str, ...]:
 class RunPanel(Panel):
     """Run a call through a namespace under a plan, with margins and latency on sliders.
 
-    :meth:`run` (the *run* button) plays the call in virtual time, then shows the timeline
+    :meth:`run` (the *run* button) plays the call in virtual time (or to ``target``, a real
+    gateway), then shows the timeline
     plot, the transcript as delivered and the leak table. ``auto_run`` re-runs on every
     change of a control. Set controls from code with :meth:`set`.
     """
@@ -60,6 +62,7 @@ class RunPanel(Panel):
         seed: int = 0,
         auto_run: bool = False,
         dpi: int = 80,
+        target: Target | None = None,
     ) -> None:
         self._calls: dict[str, Call] = {}
         names = list(_samples())
@@ -70,6 +73,9 @@ class RunPanel(Panel):
             call = call.call_id
         self.seed = seed
         self.dpi = dpi
+        self.target = target
+        """Where *run* plays the call: None (an embedded simulator, virtual time) or a real
+        gateway (:class:`mgsim.targets.Target`; the latency slider must then stay at 0)."""
         self.result: ScenarioResult | None = None
         style = {"description_width": "140px"}
         wide = w.Layout(width="460px")
@@ -165,6 +171,7 @@ class RunPanel(Panel):
             confirm_stop=self.confirm_stop.value,
             fail_closed=self.fail_closed.value,
             seed=self.seed,
+            target=self.target,
         )
 
     def _step(self, n: int, what: str) -> None:

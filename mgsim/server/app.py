@@ -28,7 +28,6 @@ import hmac
 import logging
 import math
 import random
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field

@@ -58,6 +58,7 @@ from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine, Utterance
 from mgsim.speech.leaks import LeakReport, analyze_leaks
 from mgsim.speech.redact import ParticipantPolicies, redact_words
+from mgsim.targets import Target
 
 __all__ = [
     "NAMESPACES",
@@ -135,6 +136,16 @@ class Scenario:
     """Network effects on the media as the platform's transport allows them (see
     :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
     arrival, which is never earlier than its sending, so it can only mask more."""
+    wires_override: tuple[Wire, ...] | None = None
+    """The wires to play instead of encoding the call (a replayed capture,
+    :mod:`mgsim.capture.replay`); the call then supplies only the plan's times and script."""
+    call_guid: str | None = None
+    """The call's guid; None: derived from the call's id (:func:`guid_for`), the same
+    every run. A run against a target gets a fresh one unless this is set."""
+    target: Target | None = None
+    """A gateway that is not the embedded one (:class:`mgsim.targets.Target`): the call is
+    played to it over the platform's real transport and its control API is driven (see
+    :mod:`mgsim.sim.target_scenario`). None, the default: an embedded simulator."""
 
     def __post_init__(self) -> None:
         if self.namespace not in NAMESPACES:
@@ -149,6 +160,8 @@ class Scenario:
 
     @property
     def guid(self) -> str:
+        if self.call_guid is not None:
+            return self.call_guid
         return guid_for(self.namespace, self.call.call_id)
 
     def start_params(self) -> NamespaceParams | None:
@@ -169,7 +182,9 @@ class Scenario:
         return self.impairment.apply(self.sent_wires(), self.namespace)
 
     def sent_wires(self) -> Iterator[Wire]:
-        """The call as the platform sends it (its encoder's output)."""
+        """The call as the platform sends it (its encoder's output, or the override)."""
+        if self.wires_override is not None:
+            return iter(self.wires_override)
         audio, guid = self.call.audio, self.guid
         params = self.start_params()
         if self.namespace == "siprec":
@@ -232,6 +247,10 @@ class ScenarioResult:
     transport: dict[str, str] | None = None
     """Over sockets: the transport and the addresses and ports used (``control``,
     ``media``); None in process."""
+    remote: Any = None
+    """Against a target (:mod:`mgsim.sim.target_scenario`): its
+    :class:`~mgsim.sim.target_scenario.RemoteOutcome` (messages, webhooks, stop summaries);
+    None in process."""
 
     @property
     def leaks(self) -> dict[str, Any]:
@@ -329,7 +348,10 @@ class ScenarioResult:
                 }
                 for e in self.journal.entries
             ],
-            "accounting": self.call.accounting.as_dict() if self.call is not None else None,
+            "accounting": self.call.accounting.as_dict()
+            if self.call is not None
+            else (self.remote.accounting if self.remote is not None else None),
+            "target": None if self.remote is None else self.remote.to_json(),
             "impairment": None
             if self.impairment is None
             else {
@@ -402,7 +424,12 @@ def in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run_scenario(scenario: Scenario) -> ScenarioResult:
-    """Run ``scenario`` to the end of its call and analyse it."""
+    """Run ``scenario`` to the end of its call and analyse it (against ``scenario.target``
+    when one is named, else in an embedded simulator)."""
+    if scenario.target is not None:
+        from mgsim.sim.target_scenario import run_scenario_on_target
+
+        return run_scenario_on_target(scenario)
     return in_fresh_loop(_run(scenario))
 
 

@@ -55,10 +55,11 @@ from mgsim.sim.scenario import (
 )
 from mgsim.simulator import Simulator
 from mgsim.speech.engine import ScriptEngine
-from mgsim.transports.playback import play_over_sockets
+from mgsim.transports.playback import Endpoints, play_over_sockets
+from mgsim.transports.senders import Sender
 from mgsim.transports.serve import ServerThread
 
-__all__ = ["check_socket_scenario", "run_scenario_over_sockets"]
+__all__ = ["check_socket_scenario", "play_scenario", "run_scenario_over_sockets"]
 
 _OPEN_TIMEOUT_S = 10.0
 _POLL_S = 0.005
@@ -122,7 +123,7 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
     used: dict[str, str] = {}
     try:
         server.start()
-        records, journal = in_fresh_loop(_play(scenario, server, used))
+        records, journal = in_fresh_loop(_play_on(scenario, server, used))
     finally:
         # Joined (bounded) before the gateway state is read below.
         server.stop()
@@ -133,13 +134,43 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
                             extra={"transport": "socket"})  # fmt: skip
     if scenario.impairment is not None:
         result.impairment = scenario.impaired().report  # seeded: what was played
-    result.transport = used
     return result
 
 
-async def _play(
+async def _play_on(
     sc: Scenario, server: ServerThread, used: dict[str, str]
 ) -> tuple[list[ActionRecord], Journal]:
+    # Two clients: the control one's journal is the result's (only the integration's
+    # requests), the other follows the media accounting and fetches the Twilio URL.
+    async with (
+        AsyncClient(server.base_url, retry=RetryPolicy()) as control,
+        AsyncClient(server.base_url) as media,
+    ):
+        replies: list[str | bytes] = []
+        played = await play_scenario(
+            sc, server.endpoints, control=control, media=media, replies=replies
+        )
+        used.update(transport_used(sc.namespace, server, replies))
+        return played
+
+
+async def play_scenario(
+    sc: Scenario,
+    endpoints: Endpoints,
+    *,
+    control: AsyncClient,
+    media: AsyncClient,
+    probe: bool = True,
+    sip_transport: str = "udp",
+    on_sent: Callable[[Wire, Sender], None] | None = None,
+    replies: list[str | bytes] | None = None,
+) -> tuple[list[ActionRecord], Journal]:
+    """Play ``sc`` to the gateway at ``endpoints`` over its platform's transport while
+    ``control`` sends the plan's actions; ``media`` fetches the Twilio URL and, with
+    ``probe`` (an ``mgsim serve``), follows the call's accounting. Without ``probe`` (a
+    gateway with no ``/_sim`` API) the scenario must be real time. Returns the action
+    records and the control journal; ``replies`` (if given) collects what the gateway
+    answered on the media transport."""
     guid = sc.guid
     params = sc.start_params()
     stream_arn = params.stream_arn if isinstance(params, AmazonConnectParams) else None
@@ -148,135 +179,135 @@ async def _play(
     )
     within_ms = sc.stop_within_ms if sc.stop_within_ms is not None else sc.plan.margin_before_ms
     records: list[ActionRecord] = []
-    # Two clients: the control one's journal is the result's (only the integration's
-    # requests), the other follows the media accounting and fetches the Twilio URL.
-    async with (
-        AsyncClient(server.base_url, retry=RetryPolicy()) as control,
-        AsyncClient(server.base_url) as media,
-    ):
 
-        async def call_opened() -> None:
-            # An integration learns of a call from its platform, never before media opens.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + _OPEN_TIMEOUT_S
-            while loop.time() < deadline:
-                response = await media.request("GET", f"/_sim/v1/media/calls/{guid}")
-                if response.status_code == 200:
-                    return
-                await asyncio.sleep(_POLL_S)
-            raise TransportError(f"the server never opened call {guid}")
-
-        async def act(action: ControlAction) -> ActionRecord:
-            if not records:
-                try:
-                    await call_opened()
-                except MgsimError as exc:
-                    return record(action, False, f"{type(exc).__name__}: {exc}")
-            sent_ms = round((loop.time() - started) * 1000.0, 3) if concurrent else None
-
-            async def ended() -> bool:
-                return await _ended(media, guid)
-
-            confirmed, detail = await perform_action(
-                control, sc, guid, action, autotranscribe=autotranscribe, params=params,
-                within_ms=within_ms, call_ended=ended,
-            )  # fmt: skip
-            return record(action, confirmed, detail, sent_ms)
-
-        # In real time actions run beside the media and a guard keeps its deadline on the
-        # clock (as in process); in fast mode each action holds the media until answered.
-        concurrent = sc.realtime
+    async def call_opened() -> None:
+        # An integration learns of a call from its platform, never before media opens.
+        if not probe:
+            return  # a real gateway shows no call list: the first wire has gone out
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        actions = sc.plan.actions(sc.call)
-        confirmed_at: dict[int, float] = {}
-        mask: list[tuple[float, float]] = []
-        masked: dict[int, tuple[float, float]] = {}
+        deadline = loop.time() + _OPEN_TIMEOUT_S
+        while loop.time() < deadline:
+            response = await media.request("GET", f"/_sim/v1/media/calls/{guid}")
+            if response.status_code == 200:
+                return
+            await asyncio.sleep(_POLL_S)
+        raise TransportError(f"the server never opened call {guid}")
 
-        def schedule_entry(
-            i: int, action: ControlAction
-        ) -> Callable[[], Coroutine[Any, Any, None]]:
-            async def run() -> None:
-                done = await act(action)
-                if done.confirmed and action.action == "stop":
-                    confirmed_at[i] = done.done_ms
-                records.append(done)
+    async def act(action: ControlAction) -> ActionRecord:
+        if not records:
+            try:
+                await call_opened()
+            except MgsimError as exc:
+                return record(action, False, f"{type(exc).__name__}: {exc}")
+        sent_ms = round((loop.time() - started) * 1000.0, 3) if concurrent else None
 
-            return run
+        async def ended() -> bool:
+            return probe and await _ended(media, guid)
 
-        def watchdog(i: int, action: ControlAction) -> Callable[[], None]:
-            def check() -> None:
-                if i not in confirmed_at:
-                    until = next(
-                        (a.at_ms for a in actions[i + 1 :] if a.action == "start"),
-                        sc.call.duration_ms,
-                    )
-                    window = (action.at_ms + within_ms, until)
-                    mask.append(window)
-                    masked[i] = window
+        confirmed, detail = await perform_action(
+            control, sc, guid, action, autotranscribe=autotranscribe, params=params,
+            within_ms=within_ms, call_ended=ended,
+        )  # fmt: skip
+        return record(action, confirmed, detail, sent_ms)
 
-            return check
+    # In real time actions run beside the media and a guard keeps its deadline on the
+    # clock (as in process); in fast mode each action holds the media until answered.
+    concurrent = sc.realtime
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    actions = sc.plan.actions(sc.call)
+    confirmed_at: dict[int, float] = {}
+    mask: list[tuple[float, float]] = []
+    masked: dict[int, tuple[float, float]] = {}
 
-        def at_source(wire: Wire) -> Wire:
-            if mask and any(lo <= wire.at_ms < hi for lo, hi in mask):
-                return silence(sc.namespace, wire)
-            return wire
+    def schedule_entry(
+        i: int, action: ControlAction
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def run() -> None:
+            done = await act(action)
+            if done.confirmed and action.action == "stop":
+                confirmed_at[i] = done.done_ms
+            records.append(done)
 
-        def record(
-            action: ControlAction, confirmed: bool, detail: str, sent_ms: float | None = None
-        ) -> ActionRecord:
-            # Fast mode holds the media while an action runs: it takes effect at its
-            # (possibly deferred) media time. In real time it took what the clock says.
-            done_ms = max(action.at_ms, opens_ms)
-            if concurrent:
-                done_ms = round((loop.time() - started) * 1000.0, 3)
-            return ActionRecord(
-                action.at_ms, action.action, action.reason, confirmed, detail, done_ms,
-                sent_ms=done_ms if sent_ms is None else sent_ms,
-            )  # fmt: skip
+        return run
 
-        wires = list(sc.wires())
-        # Nothing is asked of a call before its platform opened it (in-process, the control
-        # client waits for the session the same way): an action planned before the first
-        # wire (Connect's first fragment ends at 1 s) goes right after it.
-        opens_ms = wires[0].at_ms + _AFTER_MS if wires else 0.0
-        schedule: list[tuple[float, Callable[[], Any]]] = [
-            (max(a.at_ms, opens_ms), schedule_entry(i, a)) for i, a in enumerate(actions)
+    def watchdog(i: int, action: ControlAction) -> Callable[[], None]:
+        def check() -> None:
+            if i not in confirmed_at:
+                until = next(
+                    (a.at_ms for a in actions[i + 1 :] if a.action == "start"),
+                    sc.call.duration_ms,
+                )
+                window = (action.at_ms + within_ms, until)
+                mask.append(window)
+                masked[i] = window
+
+        return check
+
+    def at_source(wire: Wire) -> Wire:
+        if mask and any(lo <= wire.at_ms < hi for lo, hi in mask):
+            return silence(sc.namespace, wire)
+        return wire
+
+    def record(
+        action: ControlAction, confirmed: bool, detail: str, sent_ms: float | None = None
+    ) -> ActionRecord:
+        # Fast mode holds the media while an action runs: it takes effect at its
+        # (possibly deferred) media time. In real time it took what the clock says.
+        done_ms = max(action.at_ms, opens_ms)
+        if concurrent:
+            done_ms = round((loop.time() - started) * 1000.0, 3)
+        return ActionRecord(
+            action.at_ms, action.action, action.reason, confirmed, detail, done_ms,
+            sent_ms=done_ms if sent_ms is None else sent_ms,
+        )  # fmt: skip
+
+    wires = list(sc.wires())
+    # Nothing is asked of a call before its platform opened it (in-process, the control
+    # client waits for the session the same way): an action planned before the first
+    # wire (Connect's first fragment ends at 1 s) goes right after it.
+    opens_ms = wires[0].at_ms + _AFTER_MS if wires else 0.0
+    schedule: list[tuple[float, Callable[[], Any]]] = [
+        (max(a.at_ms, opens_ms), schedule_entry(i, a)) for i, a in enumerate(actions)
+    ]
+    if concurrent and sc.confirm_stop and sc.fail_closed:
+        schedule += [
+            (a.at_ms + within_ms, watchdog(i, a))
+            for i, a in enumerate(actions)
+            if a.action == "stop" and a.guards
         ]
-        if concurrent and sc.confirm_stop and sc.fail_closed:
-            schedule += [
-                (a.at_ms + within_ms, watchdog(i, a))
-                for i, a in enumerate(actions)
-                if a.action == "stop" and a.guards
-            ]
-        if sc.namespace == "siprec" and not sc.realtime:
-            # RTP is UDP: unpaced, a whole call overflows the server's receive buffer. A
-            # no-op action every so often makes fast mode wait until the server has
-            # accounted for the media so far.
-            end_ms = wires[-1].at_ms if wires else 0.0
-            schedule += [
-                (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
-            ]
-        played = await play_over_sockets(
-            server.endpoints,
-            sc.namespace,
-            wires,
-            schedule,
-            client=media,
-            guid=guid,
-            realtime=sc.realtime,
-            stream_arn=stream_arn,
-            concurrent_actions=concurrent,
-            transform=at_source if concurrent else None,
-        )
-        used.update(transport_used(sc.namespace, server, played.replies))
-        records.sort(key=lambda r: r.at_ms)
-        for i, window in masked.items():
-            action = actions[i]
-            for k, rec in enumerate(records):
-                if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
-                    records[k] = failed_closed(rec, window)
-        return records, control.journal
+    if sc.namespace == "siprec" and not sc.realtime:
+        # RTP is UDP: unpaced, a whole call overflows the server's receive buffer. A
+        # no-op action every so often makes fast mode wait until the server has
+        # accounted for the media so far.
+        end_ms = wires[-1].at_ms if wires else 0.0
+        schedule += [
+            (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
+        ]
+    played = await play_over_sockets(
+        endpoints,
+        sc.namespace,
+        wires,
+        schedule,
+        client=media,
+        guid=guid,
+        realtime=sc.realtime,
+        stream_arn=stream_arn,
+        concurrent_actions=concurrent,
+        transform=at_source if concurrent else None,
+        probe=probe,
+        sip_transport=sip_transport,
+        on_sent=on_sent,
+    )
+    if replies is not None:
+        replies.extend(played.replies)
+    records.sort(key=lambda r: r.at_ms)
+    for i, window in masked.items():
+        action = actions[i]
+        for k, rec in enumerate(records):
+            if (rec.at_ms, rec.action, rec.reason) == (action.at_ms, "stop", action.reason):
+                records[k] = failed_closed(rec, window)
+    return records, control.journal
 
 
 def transport_used(

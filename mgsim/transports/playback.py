@@ -69,14 +69,16 @@ _POLL_S = 0.005
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """Where a running ``mgsim serve`` listens: its base URL, its SIP ``(host, port)`` and
-    the AudioHook key and secret it checks signatures with."""
+    """Where a gateway listens: its base URL, its SIP ``(host, port)`` and the AudioHook key
+    and secret it checks signatures with; ``audiohook_url`` when AudioHook is not at the
+    base URL's ``/audiohook/ws`` (a gateway that is not ``mgsim serve``)."""
 
     base_url: str
     sip: tuple[str, int] | None = None
     audiohook_api_key: str = field(default=DEFAULT_AUDIOHOOK_API_KEY, repr=False)
     audiohook_client_secret: str | None = field(default=DEFAULT_AUDIOHOOK_CLIENT_SECRET, repr=False)
     """None: the server takes unsigned AudioHook connections (the API key alone)."""
+    audiohook_url: str | None = None
 
     @property
     def ws_base(self) -> str:
@@ -154,7 +156,7 @@ async def _sender_for(
         return TwilioSender(url, **sender_options)
     if namespace == "genesysaudiohook":
         return AudioHookSender(
-            endpoints.ws_base + AUDIOHOOK_PATH,
+            endpoints.audiohook_url or endpoints.ws_base + AUDIOHOOK_PATH,
             api_key=endpoints.audiohook_api_key,
             client_secret=endpoints.audiohook_client_secret or "",
             sign=endpoints.audiohook_client_secret is not None,
@@ -197,6 +199,16 @@ async def settle(
         await asyncio.sleep(_POLL_S)
 
 
+async def _settled(client: AsyncClient, guid: str, sent: int, timeout_s: float) -> None:
+    """:func:`settle`, where a call that never appeared is an error rather than a wait
+    of ``timeout_s`` before every later message."""
+    if await settle(client, guid, sent, timeout_s) is None:
+        raise TransportError(
+            f"the server never opened call {guid} ({sent} media messages sent): it took "
+            "the media for another call, or refused it"
+        )
+
+
 async def _run_action(
     fn: Callable[[], Any], at_ms: float, outcomes: list[ActionOutcome], strict: bool
 ) -> None:
@@ -229,6 +241,8 @@ async def play_over_sockets(
     prepared: Sequence[Any] | None = None,
     concurrent_actions: bool = False,
     transform: Callable[[Wire], Wire] | None = None,
+    probe: bool = True,
+    on_sent: Callable[[Wire, Sender], None] | None = None,
 ) -> SocketPlayResult:
     """Send ``wires`` of ``namespace`` to the server over its real transport.
 
@@ -242,8 +256,17 @@ async def play_over_sockets(
     With ``concurrent_actions`` (real time only) each action starts at its time and runs
     beside the media instead of holding it: a slow or retried stop lets media through
     meanwhile, as it would on a real call. ``transform`` rewrites each wire just before
-    it is sent (an integration masking audio at the source).
+    it is sent (an integration masking audio at the source). ``on_sent`` sees each wire
+    as it went out, with the sender (a capture recorder).
+
+    ``probe=False`` is for a gateway that is not ``mgsim serve``: it has no
+    ``/_sim/v1/media/calls`` to follow, so nothing settles and ``accounting`` stays empty
+    (real time only: fast mode needs the probes).
     """
+    if not probe and not realtime:
+        raise ConfigError("fast playback follows the server's accounting: probe=False needs "
+                          "realtime=True")  # fmt: skip
+
     if concurrent_actions and not realtime:
         raise ConfigError("concurrent_actions needs realtime=True: fast mode has no clock")
     if isinstance(endpoints, str):
@@ -253,6 +276,7 @@ async def play_over_sockets(
     wire_list = list(wires)
     first = wire_list[0] if wire_list else None
     guid = guid or _guid_of(namespace, first, wire_list)
+    follow = guid if probe else None  # the guid whose accounting is followed, if any
     own_client = client is None
     client = client or AsyncClient(endpoints.base_url)
     loop = asyncio.get_running_loop()
@@ -293,8 +317,8 @@ async def play_over_sockets(
                     continue
                 if realtime:
                     await asyncio.sleep(max(0.0, t0 + at_ms / 1000.0 - loop.time()))
-                elif guid is not None and result.sent:
-                    await settle(client, guid, result.sent, settle_s)
+                elif follow is not None and result.sent:
+                    await _settled(client, follow, result.sent, settle_s)
                 await _run_action(fn, at_ms, result.actions, strict)
 
         lateness = result.send_lateness_ms
@@ -308,10 +332,10 @@ async def play_over_sockets(
                     lateness.append(0.0)
                 else:
                     lateness.append(max(0.0, -delay * 1000.0))
-            elif wire.channel == "sip" and result.sent and guid is not None:
+            elif wire.channel == "sip" and result.sent and follow is not None:
                 # SIP and RTP arrive on different sockets: let RTP land before a BYE or a
                 # re-INVITE overtakes it.
-                await settle(client, guid, result.sent, settle_s)
+                await _settled(client, follow, result.sent, settle_s)
             packet = packets[i]
             if transform is not None:
                 sent = transform(wire)
@@ -323,19 +347,22 @@ async def play_over_sockets(
                 sender.write(packet)
             result.messages += 1
             result.sent += media[i]
+            if on_sent is not None:
+                on_sent(wire, sender)
             if on_open is not None and opens_session(namespace, wire) and guid is not None:
-                await settle(client, guid, 0, settle_s)
+                if follow is not None:
+                    await settle(client, follow, 0, settle_s)
                 await _run_action(on_open, wire.at_ms, result.actions, strict)
                 on_open = None
-        if guid is not None and not realtime:
-            await settle(client, guid, result.sent, settle_s)
+        if follow is not None and not realtime:
+            await settle(client, follow, result.sent, settle_s)
         await run_due(wire_list[-1].at_ms if wire_list else 0.0)
         await sender.finish()
         await run_due(float("inf"))
         if running:
             await asyncio.gather(*running)
-        if guid is not None:
-            view = await settle(client, guid, result.sent, settle_s, closed=True)
+        if follow is not None:
+            view = await settle(client, follow, result.sent, settle_s, closed=True)
             result.accounting = dict(view["accounting"], total=view["total"]) if view else {}
         result.replies = list(sender.replies)
         result.close_code = sender.close_code

@@ -22,7 +22,7 @@ from mgsim.errors import TransportError
 from mgsim.simulator import Simulator
 from mgsim.transports.playback import Endpoints
 
-__all__ = ["ServerThread", "free_port"]
+__all__ = ["AppThread", "ServerThread", "free_port"]
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -33,13 +33,14 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return port
 
 
-class ServerThread:
-    """uvicorn serving ``sim.app`` on ``host``:``port`` (0: a free port) in a daemon thread."""
+class AppThread:
+    """uvicorn serving any ASGI ``app`` on ``host``:``port`` (0: a free port) in a daemon
+    thread (a webhook receiver, for instance)."""
 
     def __init__(
-        self, sim: Simulator, *, host: str = "127.0.0.1", port: int = 0, start_s: float = 10.0
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, start_s: float = 10.0
     ) -> None:
-        self.sim = sim
+        self.app = app
         self.host = host
         # Bound here and handed to uvicorn: no window for another process to take the port.
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -49,7 +50,7 @@ class ServerThread:
         self.start_s = start_s
         self._server = uvicorn.Server(
             uvicorn.Config(
-                sim.app,
+                app,
                 host=host,
                 port=self.port,
                 log_level="critical",
@@ -66,6 +67,38 @@ class ServerThread:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def start(self) -> AppThread:
+        self._thread.start()
+        deadline = time.monotonic() + self.start_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                self.stop()
+                raise TransportError(f"the server did not start within {self.start_s} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> AppThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class ServerThread(AppThread):
+    """uvicorn serving ``sim.app`` on ``host``:``port`` (0: a free port) in a daemon thread."""
+
+    def __init__(
+        self, sim: Simulator, *, host: str = "127.0.0.1", port: int = 0, start_s: float = 10.0
+    ) -> None:
+        super().__init__(sim.app, host=host, port=port, start_s=start_s)
+        self.sim = sim
+
     @property
     def endpoints(self) -> Endpoints:
         """Where this server listens (SIP from the running listener, if any)."""
@@ -79,22 +112,8 @@ class ServerThread:
         )
 
     def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + self.start_s
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.stop()
-                raise TransportError(f"the server did not start within {self.start_s} s")
-            time.sleep(0.01)
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
