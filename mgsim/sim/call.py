@@ -43,7 +43,7 @@ __all__ = [
 
 SAMPLES_ENV = "MGSIM_SAMPLES"
 _SAMPLES_PER_MS = SAMPLE_RATE // 1000
-_AUDIO_SUFFIXES = (".wav", ".flac")
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 
 _TIME = {"type": "number", "minimum": 0}
 _SPEAKER = {"enum": ["customer", "agent"]}
@@ -108,7 +108,7 @@ SIDECAR_SCHEMA: dict[str, Any] = {
             "segments": _list_of(
                 _record(
                     {
-                        "kind": {"enum": ["ivr", "hold", "speech", "silence", "transfer"]},
+                        "kind": {"enum": ["ivr", "hold", "speech", "silence", "transfer", "sound"]},
                         "start_ms": _TIME,
                         "end_ms": _TIME,
                     },
@@ -158,10 +158,12 @@ class SensitiveSpan:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """What happens over a stretch: ``speech``, ``ivr``, ``hold``, ``silence``, ``transfer``.
+    """What happens over a stretch: ``speech``, ``ivr``, ``hold``, ``silence``, ``transfer``,
+    or ``sound`` (a recording's audible stretch with no recognized words: music, noise,
+    speech too unclear to recognize).
 
     ``speaker``/``voice`` are set for speech and IVR, ``voice`` for a transfer (the new
-    agent), ``style`` for hold (``music``/``beeps``).
+    agent), ``style`` for hold (``music``/``beeps``), ``speaker`` for sound.
     """
 
     kind: str
@@ -197,6 +199,12 @@ class Call:
     @property
     def direction(self) -> str:
         return str(self.meta.get("direction", "inbound"))
+
+    @property
+    def scripted(self) -> bool:
+        """True when the words are the truth (synthesized from a script); False for a
+        recording whose words were recognized (its sidecar has an ``annotation`` key)."""
+        return "annotation" not in self.meta
 
     @property
     def duration_ms(self) -> float:
@@ -245,23 +253,45 @@ class Call:
     # -- files -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> Call:
-        """Load a call from its audio file or its sidecar (the other is found beside it)."""
+    def load(cls, path: str | Path, *, check: bool = True) -> Call:
+        """Load a call from its audio file or its sidecar (the other is found beside it).
+
+        The audio may be any recording :mod:`mgsim.sim.recording` reads; a sidecar written
+        by ``mgsim annotate`` says in its ``recording`` key which channel is the customer's
+        or which two files are the legs (relative to the sidecar). With ``check`` a sidecar
+        that does not fit its audio is refused (:mod:`mgsim.sim.sidecar_check`).
+        """
+        from mgsim.sim.recording import load_recording
+        from mgsim.sim.sidecar_check import SidecarMismatch, sidecar_problems
+
         audio_path, sidecar_path = _paths(Path(path), must_exist=True)
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        data, rate = sf.read(str(audio_path), dtype="int16", always_2d=True)
-        if rate != SAMPLE_RATE:
-            raise ConfigError(f"{audio_path}: {rate} Hz, calls must be {SAMPLE_RATE} Hz")
+        try:
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{sidecar_path}: not a JSON sidecar ({exc})") from exc
+        if not isinstance(sidecar, dict):
+            raise ConfigError(f"{sidecar_path}: a sidecar is a JSON object")
+        source = sidecar.get("recording")
         channels = sidecar.get("channels", {"customer": 0, "agent": 1})
+        if isinstance(source, dict) and isinstance(source.get("agent"), str):
+            base = sidecar_path.parent
+            rec = load_recording(customer=base / source["customer"], agent=base / source["agent"])
+        else:
+            customer = channels.get("customer", 0) if isinstance(channels, dict) else None
+            if not isinstance(customer, int) or customer not in (0, 1):
+                raise ConfigError(f"{sidecar_path}: channels {channels} do not fit the audio")
+            rec = load_recording(audio_path, customer_channel=customer)
         try:
-            customer = np.ascontiguousarray(data[:, channels["customer"]])
-            agent = np.ascontiguousarray(data[:, channels["agent"]])
-        except (IndexError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{audio_path}: channels {channels} do not fit the audio") from exc
-        try:
-            return cls.from_sidecar(sidecar, StereoCall(customer, agent))
+            call = cls.from_sidecar(sidecar, rec.audio)
         except ConfigError as exc:
             raise ConfigError(f"{sidecar_path}: {exc}") from exc
+        if check:
+            problems = sidecar_problems(call, stated_duration_ms=sidecar["duration_ms"])
+            if problems:
+                raise SidecarMismatch(
+                    f"{sidecar_path} does not match {audio_path.name}: " + "; ".join(problems)
+                )
+        return call
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.wav`` (or ``.flac``) and ``<path>.json``; returns both paths."""
@@ -429,7 +459,7 @@ def _paths(path: Path, *, must_exist: bool) -> tuple[Path, Path]:
     elif path.suffix in _AUDIO_SUFFIXES:
         audio, sidecar = path, path.with_suffix(".json")
     elif path.suffix:
-        raise ConfigError(f"{path}: expected a .wav, .flac or .json path")
+        raise ConfigError(f"{path}: expected a .wav, .flac, .ogg or .json path")
     else:
         audio, sidecar = path.with_suffix(".wav"), path.with_suffix(".json")
     if must_exist:
