@@ -11,6 +11,8 @@
                 [--loss P] [--jitter-ms N] [--reorder P]
                 [--transport inprocess|socket] [--realtime] [--json]
     mgsim demo  [--json]
+    mgsim annotate RECORDING | --customer A --agent B [-o SIDECAR]   (see mgsim.cli_input)
+    mgsim synth SCRIPT [-o CALL.wav]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mgsim import __version__
+from mgsim.cli_input import add_annotate, add_call_inputs, add_synth
 from mgsim.errors import ConfigError
 
 __all__ = ["main"]
@@ -100,19 +103,6 @@ def _port_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _load_call(audio: str) -> Any:
-    from pathlib import Path
-
-    from mgsim.sim.call import Call, list_samples, load_sample
-
-    if Path(audio).exists():
-        return Call.load(audio)
-    names = [p.stem for p in list_samples()]
-    if audio in names:
-        return load_sample(audio)
-    raise ConfigError(f"no audio file or sample call named {audio!r} (samples: {', '.join(names)})")
-
-
 def _scenario_from(args: argparse.Namespace) -> Any:
     from mgsim.server.config import Faults
     from mgsim.sim.plans import Plan
@@ -131,8 +121,10 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         impairment = Impairment(
             loss=args.loss, jitter_ms=args.jitter_ms, reorder=args.reorder, seed=args.seed
         )
+    from mgsim.cli_input import load_call
+
     return Scenario(
-        _load_call(args.audio),
+        load_call(args),
         args.namespace,
         plan,
         redaction_output=args.redaction_output,
@@ -335,8 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["siprec", "twilio", "genesysaudiohook", "amazonconnect"],
     )
     call.add_argument(
-        "--audio", required=True, help="a sample call name (e.g. card_payment) or a .wav/.json path"
+        "--audio",
+        help="a sample call name (e.g. card_payment), a call's .wav/.json, or a recording "
+        "(WAV, FLAC, OGG; annotated first when it has no sidecar)",
     )
+    add_call_inputs(call)
     call.add_argument("--plan", default="guard", choices=["whole", "connect", "guard"])
     call.add_argument(
         "--margin-ms",
@@ -411,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_demo)
+    add_annotate(sub)
+    add_synth(sub)
     return parser
 
 

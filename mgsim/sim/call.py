@@ -221,7 +221,7 @@ class Call:
             "title": self.title,
             "direction": self.direction,
             "rate": SAMPLE_RATE,
-            "channels": {"customer": 0, "agent": 1},
+            "channels": self._channels(),
             "duration_ms": self.duration_ms,
             "words": [w.to_json() for w in self.words],
             "sensitive": [s.to_json() for s in self.sensitive],
@@ -230,6 +230,11 @@ class Call:
         for key, value in self.meta.items():
             out.setdefault(key, value)
         return out
+
+    def _channels(self) -> dict[str, int]:
+        source = self.meta.get("recording")
+        c = source.get("customer_channel", 0) if isinstance(source, dict) else 0
+        return {"customer": c, "agent": 1 - c} if c in (0, 1) else {"customer": 0, "agent": 1}
 
     @classmethod
     def from_sidecar(cls, sidecar: dict[str, Any], audio: StereoCall) -> Call:
@@ -264,7 +269,9 @@ class Call:
         from mgsim.sim.recording import load_recording
         from mgsim.sim.sidecar_check import SidecarMismatch, sidecar_problems
 
-        audio_path, sidecar_path = _paths(Path(path), must_exist=True)
+        audio_path, sidecar_path = _paths(Path(path), must_exist=False)
+        if not sidecar_path.exists():
+            raise ConfigError(f"{sidecar_path} does not exist")
         try:
             sidecar = json.loads(sidecar_path.read_text(encoding="utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -273,11 +280,20 @@ class Call:
             raise ConfigError(f"{sidecar_path}: a sidecar is a JSON object")
         source = sidecar.get("recording")
         channels = sidecar.get("channels", {"customer": 0, "agent": 1})
+        if Path(path).suffix == ".json" and isinstance(source, dict):
+            # An annotated recording's sidecar names its audio (relative to the sidecar).
+            named = source.get("customer")
+            if isinstance(named, str):
+                audio_path = sidecar_path.parent / named
+        if not audio_path.exists() and not (isinstance(source, dict) and "agent" in source):
+            raise ConfigError(f"{audio_path} does not exist")
         if isinstance(source, dict) and isinstance(source.get("agent"), str):
             base = sidecar_path.parent
             rec = load_recording(customer=base / source["customer"], agent=base / source["agent"])
         else:
             customer = channels.get("customer", 0) if isinstance(channels, dict) else None
+            if isinstance(source, dict) and "customer_channel" in source:
+                customer = source["customer_channel"]
             if not isinstance(customer, int) or customer not in (0, 1):
                 raise ConfigError(f"{sidecar_path}: channels {channels} do not fit the audio")
             rec = load_recording(audio_path, customer_channel=customer)
