@@ -134,14 +134,14 @@ def test_bad_files_are_named_with_their_problem(tmp_path: Path, make: object, me
 
 def test_layout_refusals(tmp_path: Path) -> None:
     sf.write(str(tmp_path / "four.wav"), np.zeros((800, 4)), RATE)
-    with pytest.raises(RecordingError, match="four.wav: 4 channels"):
+    with pytest.raises(RecordingError, match=r"four\.wav: 4 channels"):
         load_recording(tmp_path / "four.wav")
     sf.write(str(tmp_path / "zero.wav"), np.zeros((0, 2)), RATE)
-    with pytest.raises(RecordingError, match="zero.wav: no audio in it"):
+    with pytest.raises(RecordingError, match=r"zero\.wav: no audio in it"):
         load_recording(tmp_path / "zero.wav")
     sf.write(str(tmp_path / "st.wav"), stereo(RATE), RATE)
     sf.write(str(tmp_path / "m.wav"), tone(400, 1, RATE), RATE)
-    with pytest.raises(RecordingError, match="st.wav: stereo, but a leg must be mono"):
+    with pytest.raises(RecordingError, match=r"st\.wav: stereo, but a leg must be mono"):
         load_recording(customer=tmp_path / "st.wav", agent=tmp_path / "m.wav")
     with pytest.raises(RecordingError, match="the agent leg is missing"):
         load_recording(customer=tmp_path / "m.wav")

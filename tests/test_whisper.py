@@ -45,7 +45,7 @@ def test_a_model_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(b"not a model")
     with pytest.raises(ConfigError, match=r"model\.bin: SHA-256 [0-9a-f]{64} is not the pinned"):
         verify_model(tmp_path)
-    with pytest.raises(ConfigError, match="model.bin: no Whisper tiny.en model there"):
+    with pytest.raises(ConfigError, match=r"model\.bin: no Whisper tiny\.en model there"):
         verify_model(tmp_path / "absent")
     # Same bytes, but a spec pinning them: accepted without loading anything.
     spec = ModelSpec("x", "pkg", "1", hashlib.sha256(b"not a model").hexdigest())
@@ -59,7 +59,7 @@ def test_model_env_points_elsewhere_and_is_verified(
 ) -> None:
     monkeypatch.setenv("MGSIM_WHISPER_MODEL", str(tmp_path))
     assert bundled_model_dir() == tmp_path
-    with pytest.raises(ConfigError, match="no Whisper tiny.en model there"):
+    with pytest.raises(ConfigError, match=r"no Whisper tiny\.en model there"):
         engine_for(load_sample("card_payment"), "whisper")
 
 
