@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,9 +147,11 @@ def annotate_files(
     output: str | Path | None = None,
     engine: TranscriptionEngine | None = None,
     write: bool = True,
+    on_loaded: Callable[[], None] | None = None,
 ) -> Annotated:
     """Annotate a recording file (or two legs) and write its sidecar (``output``, by default
-    beside the recording, or beside the customer leg, with a ``.json`` suffix)."""
+    beside the recording, or beside the customer leg, with a ``.json`` suffix).
+    ``on_loaded`` is called once the audio is read, before the (slower) recognition."""
     recording = load_recording(
         audio, customer_channel=customer_channel, customer=customer, agent=agent
     )
@@ -156,6 +159,8 @@ def annotate_files(
     target = Path(output) if output is not None else first.with_suffix(".json")
     if target.suffix != ".json":
         raise ConfigError(f"{target}: a sidecar is a .json file")
+    if on_loaded is not None:
+        on_loaded()
     source = _relative(recording.source, target.parent)
     recording = Recording(recording.audio, source, recording.notes)
     call = annotate(recording, call_id=first.stem, engine=engine, title=first.name)
@@ -212,8 +217,13 @@ def load_or_annotate(
         else:
             if audio is not None:
                 raise ConfigError("give --audio or --customer/--agent, not both")
-            tell(f"no sidecar for {first.name}: annotating it first with Whisper")
-            done = annotate_files(customer=customer, agent=agent)
+            done = annotate_files(
+                customer=customer,
+                agent=agent,
+                on_loaded=lambda: tell(
+                    f"no sidecar for {first.name}: annotating it first with Whisper"
+                ),
+            )
             for line in summary_lines(done):
                 tell(line)
             call = done.call
@@ -232,8 +242,13 @@ def load_or_annotate(
         if sidecar.exists():
             call = Call.load(path)
         else:
-            tell(f"no sidecar for {path.name}: annotating it first with Whisper")
-            done = annotate_files(path, customer_channel=customer_channel)
+            done = annotate_files(
+                path,
+                customer_channel=customer_channel,
+                on_loaded=lambda: tell(
+                    f"no sidecar for {path.name}: annotating it first with Whisper"
+                ),
+            )
             for line in summary_lines(done):
                 tell(line)
             call = done.call

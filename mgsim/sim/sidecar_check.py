@@ -13,7 +13,8 @@ is refused with :class:`SidecarMismatch` when
 
 Loudness is judged on 10 ms frames relative to each channel's own noise floor (its 10th
 percentile frame level), so a noisy real line and the samples' -60 dBFS line noise are judged
-alike: sound is at least ``SOUND_ABOVE_FLOOR_DB`` above the floor and above -60 dBFS. Word
+alike: sound is at least ``SOUND_ABOVE_FLOOR_DB`` above the floor and above ``SOUND_MIN_DBFS`` (-50 dBFS; a
+recording with stretches of digital silence would otherwise hear its line noise as sound). Word
 times are allowed ``WORD_TOLERANCE_MS`` either way (a recognizer's times are not exact).
 These are consistency checks, not proof: a sidecar whose words were edited to other words at
 the same times passes.
@@ -45,6 +46,7 @@ DURATION_TOLERANCE_MS = 100
 WORD_TOLERANCE_MS = 250
 MIN_SOUND_MS = 500
 SOUND_ABOVE_FLOOR_DB = 12.0
+SOUND_MIN_DBFS = -50.0
 _FRAME_MS = 10
 _FRAME = 8 * _FRAME_MS
 _ALLOWED_SEGMENTS = ("ivr", "hold", "transfer", "sound")
@@ -68,7 +70,7 @@ def sound_frames(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
     if not len(levels):
         return np.zeros(0, dtype=bool)
     floor = float(np.percentile(levels, 10))
-    out: npt.NDArray[np.bool_] = levels > max(floor + SOUND_ABOVE_FLOOR_DB, -60.0)
+    out: npt.NDArray[np.bool_] = levels > max(floor + SOUND_ABOVE_FLOOR_DB, SOUND_MIN_DBFS)
     return out
 
 
