@@ -13,9 +13,10 @@ is refused with :class:`SidecarMismatch` when
 
 Loudness is judged on 10 ms frames relative to each channel's own noise floor (its 10th
 percentile frame level), so a noisy real line and the samples' -60 dBFS line noise are judged
-alike: sound is at least ``SOUND_ABOVE_FLOOR_DB`` above the floor and above ``SOUND_MIN_DBFS`` (-50 dBFS; a
-recording with stretches of digital silence would otherwise hear its line noise as sound). Word
-times are allowed ``WORD_TOLERANCE_MS`` either way (a recognizer's times are not exact).
+alike: sound is at least ``SOUND_ABOVE_FLOOR_DB`` above the floor and at least
+``SOUND_MIN_DBFS`` (-50 dBFS; a recording with stretches of digital silence would otherwise
+hear its line noise as sound). Word times are allowed ``WORD_TOLERANCE_MS`` either way (a
+recognizer's times are not exact).
 These are consistency checks, not proof: a sidecar whose words were edited to other words at
 the same times passes.
 """
