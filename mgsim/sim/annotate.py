@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from mgsim.errors import ConfigError
-from mgsim.sim.call import Call, Segment, SensitiveSpan, Word, dumps_sidecar
+from mgsim.sim.call import Call, Segment, SensitiveSpan, Word
 from mgsim.sim.recording import Recording, load_recording
+from mgsim.sim.sidecar import dumps_sidecar
 from mgsim.sim.sidecar_check import unexplained_sound
 from mgsim.speech.engine import ROLES, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from mgsim.errors import ConfigError
 from mgsim.media._base import SAMPLE_RATE, StereoCall
+from mgsim.sim.sidecar import SIDECAR_SCHEMA, dumps_sidecar
 
 __all__ = [
     "SIDECAR_SCHEMA",
@@ -44,84 +45,6 @@ __all__ = [
 SAMPLES_ENV = "MGSIM_SAMPLES"
 _SAMPLES_PER_MS = SAMPLE_RATE // 1000
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
-
-_TIME = {"type": "number", "minimum": 0}
-_SPEAKER = {"enum": ["customer", "agent"]}
-_TEXT = {"type": "string", "minLength": 1}
-
-
-def _record(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": list(required),
-        "properties": {**required, **(optional or {})},
-        "additionalProperties": False,
-    }
-
-
-def _list_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "array", "items": item}
-
-
-SIDECAR_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "mgsim call sidecar",
-    **_record(
-        {
-            "call_id": _TEXT,
-            "title": {"type": "string"},
-            "direction": {"enum": ["inbound", "outbound"]},
-            "rate": {"const": SAMPLE_RATE},
-            "channels": _record(
-                {
-                    "customer": {"type": "integer", "minimum": 0},
-                    "agent": {"type": "integer", "minimum": 0},
-                }
-            ),
-            "duration_ms": _TIME,
-            "words": _list_of(
-                _record(
-                    {
-                        "speaker": _SPEAKER,
-                        "voice": _TEXT,
-                        "text": _TEXT,
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                    }
-                )
-            ),
-            "sensitive": _list_of(
-                _record(
-                    {
-                        "label": _TEXT,
-                        "speaker": _SPEAKER,
-                        "text": _TEXT,
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                        "word_indexes": {
-                            **_list_of({"type": "integer", "minimum": 0}),
-                            "minItems": 1,
-                        },
-                    }
-                )
-            ),
-            "segments": _list_of(
-                _record(
-                    {
-                        "kind": {"enum": ["ivr", "hold", "speech", "silence", "transfer", "sound"]},
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                    },
-                    {"speaker": _SPEAKER, "voice": _TEXT, "style": _TEXT},
-                )
-            ),
-        },
-        {"generator": {"type": "object"}},
-    ),
-    # Unknown top-level keys are kept in Call.meta rather than rejected.
-    "additionalProperties": True,
-}
-"""JSON Schema of the sidecar; extra top-level keys are kept in :attr:`Call.meta`."""
 
 _TONES = ("hold", "transfer")  # segments with sound (music, ringback) on the agent channel
 _STRUCTURAL = ("call_id", "rate", "channels", "duration_ms", "words", "sensitive", "segments")
@@ -452,19 +375,6 @@ class Call:
         if "parts" in meta:
             meta["parts"] = [p for p in meta["parts"] if p["offset_ms"] < end_ms]
         return Call(self.call_id, audio, words, spans, segments, meta)
-
-
-def dumps_sidecar(sidecar: dict[str, Any]) -> str:
-    """Serialise a sidecar with one list item per line, so diffs stay readable."""
-    lines = []
-    for key, value in sidecar.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            items = ",\n    ".join(json.dumps(v, ensure_ascii=False) for v in value)
-            text = f"[\n    {items}\n  ]"
-        else:
-            text = json.dumps(value, ensure_ascii=False)
-        lines.append(f"  {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _paths(path: Path, *, must_exist: bool) -> tuple[Path, Path]:
