@@ -108,15 +108,15 @@ def start_errors(reference: Sequence[SpokenWord], hypothesis: Sequence[TimedWord
     return out
 
 
-def _make_engine(name: str) -> Any:
+def _make_engine(name: str, options: dict[str, Any]) -> Any:
     if name == "whisper":
         from mgsim.sim.engines import whisper_engine
 
-        return whisper_engine()
+        return whisper_engine(**options)
     if name == "sphinx":
         from mgsim.speech.sphinx import SphinxEngine
 
-        return SphinxEngine()
+        return SphinxEngine(**options)
     raise SystemExit(f"unknown engine {name!r}; use one of {ENGINES}")
 
 
@@ -133,10 +133,12 @@ def _overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
     return min(a1, b1) > max(a0, b0)
 
 
-def run_engine(directory: str | Path | None, engine: str) -> dict[str, Any]:
+def run_engine(
+    directory: str | Path | None, engine: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Transcribe every sample call's two channels with ``engine``; return its figures."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    eng = _make_engine(engine)
+    eng = _make_engine(engine, options or {})
     load_s = time.perf_counter() - wall0
     load_cpu_s = time.process_time() - cpu0
     calls: dict[str, Any] = {}
@@ -238,6 +240,7 @@ def run_engine(directory: str | Path | None, engine: str) -> dict[str, Any]:
     return {
         "benchmark": "asr",
         "engine": engine,
+        "options": options or {},
         "model": getattr(getattr(eng, "spec", None), "name", None),
         "python": platform.python_version(),
         "calls": calls,

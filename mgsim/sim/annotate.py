@@ -50,16 +50,18 @@ __all__ = [
     "load_or_annotate",
 ]
 
-MEASURED_DIGIT_RECALL = 0.88
-"""Share of the sample calls' sensitive digits Whisper tiny.en recognizes
+MEASURED_DIGIT_RECALL = 0.84
+"""Share of the sample calls' sensitive digits Whisper tiny.en recognizes, 63 of 75
 (``benchmarks/asr.py``, recorded in ``benchmarks/RESULTS.md``)."""
-MEASURED_SPAN_RECALL = 0.91
-"""Share of the sample calls' labelled sensitive spans found in recognized words (same)."""
+MEASURED_SPAN_RECALL = 1.0
+"""Share of the sample calls' labelled sensitive spans found in recognized words: 9 of 9,
+two of them with a digit or more missing (same run)."""
 
 DETECTION_NOTE = (
     "sensitive spans were detected in recognized words, which can miss digits: on the "
     f"sample calls Whisper tiny.en recognizes {MEASURED_DIGIT_RECALL:.0%} of sensitive digits "
-    f"and {MEASURED_SPAN_RECALL:.0%} of sensitive spans are found (benchmarks/RESULTS.md); "
+    f"and {MEASURED_SPAN_RECALL:.0%} of sensitive spans are found, some with digits missing "
+    "(benchmarks/RESULTS.md); "
     "check the sidecar's sensitive spans before trusting a guard plan made from them"
 )
 

@@ -164,6 +164,7 @@ class WhisperEngine:
         threads: int = 2,
         compute_type: str = "int8",
         vad_filter: bool = True,
+        condition_on_previous_text: bool = False,
         time_shift_ms: float = -100.0,
         pause_ms: float = 700.0,
         max_utterance_ms: float = 15_000.0,
@@ -178,6 +179,7 @@ class WhisperEngine:
         self.threads = threads
         self.compute_type = compute_type
         self.vad_filter = vad_filter
+        self.condition_on_previous_text = condition_on_previous_text
         self.time_shift_ms = float(time_shift_ms)
         self.pause_ms = float(pause_ms)
         self.max_utterance_ms = float(max_utterance_ms)
@@ -231,7 +233,7 @@ class WhisperEngine:
                 temperature=0.0,
                 vad_filter=self.vad_filter,
                 word_timestamps=True,
-                condition_on_previous_text=False,
+                condition_on_previous_text=self.condition_on_previous_text,
             )
             raw = [(w.word, w.start, w.end) for s in segments for w in (s.words or ())]
         return list(_clean_words(raw))
