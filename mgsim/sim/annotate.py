@@ -35,7 +35,7 @@ from mgsim.errors import ConfigError
 from mgsim.sim.call import Call, Segment, SensitiveSpan, Word
 from mgsim.sim.recording import Recording, load_recording
 from mgsim.sim.sidecar import dumps_sidecar
-from mgsim.sim.sidecar_check import unexplained_sound
+from mgsim.sim.sidecar_check import silent_words, unexplained_sound
 from mgsim.speech.engine import ROLES, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies
 from mgsim.speech.spans import detect_spans
@@ -99,6 +99,10 @@ def annotate(
         Word(role, role, w.text, round(w.start_ms), max(round(w.end_ms), round(w.start_ms) + 1))
         for role, w in timed
     )
+    # A word with no sound under it is a recognizer's invention; the sidecar check would
+    # (rightly) refuse it, so it is not written.
+    silent = set(silent_words(Call(call_id, recording.audio, words)))
+    words = tuple(w for i, w in enumerate(words) if i not in silent)
     spans = tuple(
         SensitiveSpan(s.entity, s.speaker, s.evidence(words), s.start_ms, s.end_ms, s.word_indexes)
         for s in detect_spans(words, policies)

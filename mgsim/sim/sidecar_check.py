@@ -39,6 +39,7 @@ __all__ = [
     "SidecarMismatch",
     "frame_levels",
     "sidecar_problems",
+    "silent_words",
     "sound_frames",
     "unexplained_sound",
 ]
@@ -158,6 +159,22 @@ def _channel_problems(call: Call, role: str, pcm: npt.NDArray[np.int16]) -> list
             f"{last / 100:.2f} s"
         )
     return problems
+
+
+def silent_words(call: Call) -> list[int]:
+    """Indexes of the words that lie where their speaker's channel is silent (what
+    :func:`mgsim.sim.annotate.annotate` drops: a recognizer's words with no audio under them)."""
+    out = []
+    for role, pcm in (("customer", call.audio.customer), ("agent", call.audio.agent)):
+        sound = sound_frames(pcm)
+        n, tol = len(sound), WORD_TOLERANCE_MS // _FRAME_MS
+        for i, w in enumerate(call.words):
+            if w.speaker == role:
+                lo = max(0, int(w.start_ms) // _FRAME_MS - tol)
+                hi = min(n, -(-int(w.end_ms) // _FRAME_MS) + tol)
+                if hi > lo and not sound[lo:hi].any():
+                    out.append(i)
+    return sorted(out)
 
 
 def unexplained_sound(call: Call, role: str) -> list[tuple[float, float]]:
