@@ -199,3 +199,12 @@ def test_cli_annotate_two_legs(tmp_path: Path, capsys: pytest.CaptureFixture[str
     call = Call.load(out_path)
     assert call.meta["recording"]["agent"] == "../agent.ogg"
     assert any(s.label == "card_number" for s in call.sensitive)
+
+
+def test_the_recall_every_annotated_call_states_is_the_recorded_one() -> None:
+    from mgsim.sim.annotate import MEASURED_DIGIT_RECALL, MEASURED_SPAN_RECALL
+
+    results = (Path(__file__).resolve().parents[1] / "benchmarks" / "RESULTS.md").read_text()
+    assert f"63 of 75 ({MEASURED_DIGIT_RECALL:.0%})" in results
+    assert f"9 of 9 ({MEASURED_SPAN_RECALL:.0%})" in results
+    assert f"{MEASURED_DIGIT_RECALL:.0%} of sensitive digits" in DETECTION_NOTE
