@@ -26,13 +26,17 @@ __all__ = ["add_annotate", "add_call_inputs", "add_synth", "load_call"]
 
 def add_call_inputs(call: argparse.ArgumentParser) -> None:
     """``mgsim call``'s flags for a user's own recording."""
-    call.add_argument(
+    _recording_flags(call, "instead of --audio")
+
+
+def _recording_flags(parser: argparse.ArgumentParser, legs_instead_of: str) -> None:
+    parser.add_argument(
         "--customer",
         metavar="FILE",
-        help="the customer's leg, a mono recording (with --agent; instead of --audio)",
+        help=f"the customer's leg, a mono recording (with --agent; {legs_instead_of})",
     )
-    call.add_argument("--agent", metavar="FILE", help="the agent's leg, a mono recording")
-    call.add_argument(
+    parser.add_argument("--agent", metavar="FILE", help="the agent's leg, a mono recording")
+    parser.add_argument(
         "--customer-channel",
         type=int,
         choices=[0, 1],
@@ -76,15 +80,7 @@ def add_annotate(sub: Any) -> None:
         help="recognize a recording's words and sensitive spans into an editable sidecar",
     )
     p.add_argument("recording", nargs="?", help="a WAV, FLAC or OGG file (mono or stereo)")
-    p.add_argument("--customer", metavar="FILE", help="the customer's mono leg (with --agent)")
-    p.add_argument("--agent", metavar="FILE", help="the agent's mono leg (with --customer)")
-    p.add_argument(
-        "--customer-channel",
-        type=int,
-        choices=[0, 1],
-        default=0,
-        help="which channel of a stereo recording is the customer (default 0)",
-    )
+    _recording_flags(p, "instead of RECORDING")
     p.add_argument(
         "-o", "--output", help="where the sidecar goes (default: beside the recording, .json)"
     )

@@ -216,49 +216,33 @@ def load_or_annotate(
     from mgsim.sim.call import list_samples, load_sample
 
     tell = say or (lambda line: print(line, file=sys.stderr))
-    if customer is not None or agent is not None:
-        first = Path(customer or agent or "")
-        sidecar = first.with_suffix(".json")
-        if audio is None and sidecar.exists():
-            call = Call.load(sidecar)
-        else:
-            if audio is not None:
-                raise ConfigError("give --audio or --customer/--agent, not both")
-            done = annotate_files(
-                customer=customer,
-                agent=agent,
-                on_loaded=lambda: tell(
-                    f"no sidecar for {first.name}: annotating it first with Whisper"
-                ),
-            )
-            for line in summary_lines(done):
-                tell(line)
-            call = done.call
-    elif audio is None:
+    legs = customer is not None or agent is not None
+    if legs and audio is not None:
+        raise ConfigError("give --audio or --customer/--agent, not both")
+    if not legs and audio is None:
         raise ConfigError("give --audio FILE|SAMPLE, or --customer FILE --agent FILE")
+    path = Path(audio if audio is not None else customer or agent or "")
+    if not legs and not path.exists():
+        names = [p.stem for p in list_samples()]
+        if audio in names:
+            return load_sample(str(audio))
+        raise ConfigError(
+            f"no audio file or sample call named {audio!r} (samples: {', '.join(names)})"
+        )
+    sidecar = path if path.suffix == ".json" else path.with_suffix(".json")
+    if sidecar.exists():
+        call = Call.load(sidecar if legs else path)
     else:
-        path = Path(audio)
-        if not path.exists():
-            names = [p.stem for p in list_samples()]
-            if audio in names:
-                return load_sample(audio)
-            raise ConfigError(
-                f"no audio file or sample call named {audio!r} (samples: {', '.join(names)})"
-            )
-        sidecar = path if path.suffix == ".json" else path.with_suffix(".json")
-        if sidecar.exists():
-            call = Call.load(path)
-        else:
-            done = annotate_files(
-                path,
-                customer_channel=customer_channel,
-                on_loaded=lambda: tell(
-                    f"no sidecar for {path.name}: annotating it first with Whisper"
-                ),
-            )
-            for line in summary_lines(done):
-                tell(line)
-            call = done.call
+        done = annotate_files(
+            None if legs else path,
+            customer=customer,
+            agent=agent,
+            customer_channel=customer_channel,
+            on_loaded=lambda: tell(f"no sidecar for {path.name}: annotating it first with Whisper"),
+        )
+        for line in summary_lines(done):
+            tell(line)
+        call = done.call
     if not call.scripted:
         tell(f"note: {DETECTION_NOTE}")
     return call
