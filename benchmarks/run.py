@@ -42,7 +42,7 @@ TARGETS_X_REALTIME = {
     "media_twilio": 300,
 }
 DEFAULT_TIMEOUT_S = 600.0
-TIMEOUTS_S = {"control_plane": 900.0, "realtime_load": 1800.0, "soak": 900.0}
+TIMEOUTS_S = {"control_plane": 900.0, "realtime_load": 1800.0, "soak": 900.0, "asr": 1500.0}
 GRACE_S = 20.0
 
 # Imports a benchmark file by path, calls run(**kwargs) and prints its dict on one line.

@@ -14,6 +14,8 @@
                 [--record CAPTURE]
     mgsim replay CAPTURE [--audio FILE|SAMPLE] [--plan whole|connect|guard] [--json]
     mgsim demo  [--json]
+    mgsim annotate RECORDING | --customer A --agent B [-o SIDECAR]   (see mgsim.cli_input)
+    mgsim synth SCRIPT [-o CALL.wav]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mgsim import __version__
+from mgsim.cli_input import add_annotate, add_call_inputs, add_synth
 from mgsim.errors import ConfigError, MgsimError
 from mgsim.report import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE
 
@@ -127,19 +130,6 @@ def _port_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _load_call(audio: str) -> Any:
-    from pathlib import Path
-
-    from mgsim.sim.call import Call, list_samples, load_sample
-
-    if Path(audio).exists():
-        return Call.load(audio)
-    names = [p.stem for p in list_samples()]
-    if audio in names:
-        return load_sample(audio)
-    raise ConfigError(f"no audio file or sample call named {audio!r} (samples: {', '.join(names)})")
-
-
 def _scenario_from(args: argparse.Namespace) -> Any:
     from mgsim.server.config import Faults
     from mgsim.sim.plans import Plan
@@ -158,6 +148,8 @@ def _scenario_from(args: argparse.Namespace) -> Any:
         impairment = Impairment(
             loss=args.loss, jitter_ms=args.jitter_ms, reorder=args.reorder, seed=args.seed
         )
+    from mgsim.cli_input import load_call
+
     target = None
     if args.target is not None:
         from mgsim.targets import Target, parse_listen
@@ -171,7 +163,7 @@ def _scenario_from(args: argparse.Namespace) -> Any:
     elif args.sip or args.audiohook_url or args.webhook_listen:
         raise ConfigError("--sip, --audiohook-url and --webhook-listen go with --target URL")
     return Scenario(
-        _load_call(args.audio),
+        load_call(args),
         args.namespace,
         plan,
         redaction_output=args.redaction_output,
@@ -231,7 +223,9 @@ def _replay(args: argparse.Namespace) -> int:
         margin_before_ms=args.margin_ms,
         margin_after_ms=args.margin_after_ms if args.margin_after_ms is not None else 1000.0,
     )
-    call = _load_call(args.audio) if args.audio else None
+    from mgsim.sim.annotate import load_or_annotate
+
+    call = load_or_annotate(args.audio) if args.audio else None
     return replay_command(args.capture, plan, call, args.redaction_output, args.json)
 
 
@@ -457,8 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the platform whose wire format carries the call",
     )
     call.add_argument(
-        "--audio", required=True, help="a sample call name (e.g. card_payment) or a .wav/.json path"
+        "--audio",
+        help="a sample call name (e.g. card_payment), a call's .wav/.json, or a recording "
+        "(WAV, FLAC, OGG; annotated first when it has no sidecar)",
     )
+    add_call_inputs(call)
     call.add_argument(
         "--plan",
         default="guard",
@@ -592,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.set_defaults(func=_demo)
+    add_annotate(sub)
+    add_synth(sub)
     return parser
 
 

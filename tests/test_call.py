@@ -22,16 +22,22 @@ from mgsim.sim.call import (
     make_long_call,
     samples_dir,
 )
+from mgsim.sim.sidecar_check import SidecarMismatch
 
 
 def make_call(call_id: str = "c1", ms: int = 3000, *, seed: int = 0, odd: int = 0) -> Call:
     """A small call: customer says 'my code is one two', agent says 'thanks'."""
     rng = np.random.default_rng(seed)
     n = ms * 8 + odd
-    audio = StereoCall(
-        rng.integers(-3000, 3000, n, dtype=np.int16),
-        rng.integers(-3000, 3000, n - 5, dtype=np.int16),
-    )
+    # Faint line noise, and loud noise where the sidecar says there is sound: a call that
+    # fits its sidecar (Call.load refuses one that does not).
+    customer = rng.integers(-20, 20, n, dtype=np.int16)
+    agent = rng.integers(-20, 20, n - 5, dtype=np.int16)
+    for pcm, spans_ms in ((customer, [(100, 1200)]), (agent, [(1300, 1600), (1700, 2100)])):
+        for lo, hi in spans_ms:
+            piece = pcm[lo * 8 : hi * 8]
+            piece[:] = rng.integers(-3000, 3000, len(piece), dtype=np.int16)
+    audio = StereoCall(customer, agent)
     words = (
         Word("customer", "customer", "my", 100, 300),
         Word("customer", "customer", "code", 340, 600),
@@ -184,10 +190,19 @@ def test_load_problems(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"expected a \.wav"):
         Call.load(tmp_path / "x.mp3")
     audio_path, _ = make_call().save(tmp_path / "r.wav")
-    sf.write(str(audio_path), np.zeros((800, 2), dtype=np.int16), 16000)
-    with pytest.raises(ConfigError, match="16000 Hz"):
+    # Any rate is resampled and a mono file is the customer's channel, but 100 ms of audio
+    # is not the 3 s call its sidecar describes.
+    sf.write(str(audio_path), np.zeros((1600, 2), dtype=np.int16), 16000)
+    with pytest.raises(
+        SidecarMismatch, match=r"durations differ: .* 3\.00 s, the audio is 0\.10 s"
+    ):
         Call.load(audio_path)
     sf.write(str(audio_path), np.zeros(800, dtype=np.int16), 8000)
+    with pytest.raises(SidecarMismatch, match="durations differ"):
+        Call.load(audio_path)
+    data = json.loads(audio_path.with_suffix(".json").read_text())
+    data["channels"] = {"customer": 2, "agent": 1}
+    audio_path.with_suffix(".json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="do not fit"):
         Call.load(audio_path)
 

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from mgsim.errors import ConfigError
 from mgsim.media._base import SAMPLE_RATE, StereoCall
+from mgsim.sim.sidecar import SIDECAR_SCHEMA, dumps_sidecar
 
 __all__ = [
     "SIDECAR_SCHEMA",
@@ -43,87 +44,7 @@ __all__ = [
 
 SAMPLES_ENV = "MGSIM_SAMPLES"
 _SAMPLES_PER_MS = SAMPLE_RATE // 1000
-_AUDIO_SUFFIXES = (".wav", ".flac")
-
-_TIME = {"type": "number", "minimum": 0}
-_SPEAKER = {"enum": ["customer", "agent"]}
-_TEXT = {"type": "string", "minLength": 1}
-# One word, as the transcription engine and redaction take them: no whitespace anywhere.
-_WORD = {**_TEXT, "not": {"pattern": "\\s"}}
-
-
-def _record(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": list(required),
-        "properties": {**required, **(optional or {})},
-        "additionalProperties": False,
-    }
-
-
-def _list_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "array", "items": item}
-
-
-SIDECAR_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "mgsim call sidecar",
-    **_record(
-        {
-            "call_id": _TEXT,
-            "title": {"type": "string"},
-            "direction": {"enum": ["inbound", "outbound"]},
-            "rate": {"const": SAMPLE_RATE},
-            "channels": _record(
-                {
-                    "customer": {"type": "integer", "minimum": 0},
-                    "agent": {"type": "integer", "minimum": 0},
-                }
-            ),
-            "duration_ms": _TIME,
-            "words": _list_of(
-                _record(
-                    {
-                        "speaker": _SPEAKER,
-                        "voice": _TEXT,
-                        "text": _WORD,
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                    }
-                )
-            ),
-            "sensitive": _list_of(
-                _record(
-                    {
-                        "label": _TEXT,
-                        "speaker": _SPEAKER,
-                        "text": _TEXT,
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                        "word_indexes": {
-                            **_list_of({"type": "integer", "minimum": 0}),
-                            "minItems": 1,
-                        },
-                    }
-                )
-            ),
-            "segments": _list_of(
-                _record(
-                    {
-                        "kind": {"enum": ["ivr", "hold", "speech", "silence", "transfer"]},
-                        "start_ms": _TIME,
-                        "end_ms": _TIME,
-                    },
-                    {"speaker": _SPEAKER, "voice": _TEXT, "style": _TEXT},
-                )
-            ),
-        },
-        {"generator": {"type": "object"}},
-    ),
-    # Unknown top-level keys are kept in Call.meta rather than rejected.
-    "additionalProperties": True,
-}
-"""JSON Schema of the sidecar; extra top-level keys are kept in :attr:`Call.meta`."""
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 
 _TONES = ("hold", "transfer")  # segments with sound (music, ringback) on the agent channel
 _STRUCTURAL = ("call_id", "rate", "channels", "duration_ms", "words", "sensitive", "segments")
@@ -160,10 +81,12 @@ class SensitiveSpan:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """What happens over a stretch: ``speech``, ``ivr``, ``hold``, ``silence``, ``transfer``.
+    """What happens over a stretch: ``speech``, ``ivr``, ``hold``, ``silence``, ``transfer``,
+    or ``sound`` (a recording's audible stretch with no recognized words: music, noise,
+    speech too unclear to recognize).
 
     ``speaker``/``voice`` are set for speech and IVR, ``voice`` for a transfer (the new
-    agent), ``style`` for hold (``music``/``beeps``).
+    agent), ``style`` for hold (``music``/``beeps``), ``speaker`` for sound.
     """
 
     kind: str
@@ -201,6 +124,12 @@ class Call:
         return str(self.meta.get("direction", "inbound"))
 
     @property
+    def scripted(self) -> bool:
+        """True when the words are the truth (synthesized from a script); False for a
+        recording whose words were recognized (its sidecar has an ``annotation`` key)."""
+        return "annotation" not in self.meta
+
+    @property
     def duration_ms(self) -> float:
         """Length in ms; an integer whenever the audio is whole milliseconds long."""
         n = self.audio.n_samples
@@ -215,7 +144,7 @@ class Call:
             "title": self.title,
             "direction": self.direction,
             "rate": SAMPLE_RATE,
-            "channels": {"customer": 0, "agent": 1},
+            "channels": self._channels(),
             "duration_ms": self.duration_ms,
             "words": [w.to_json() for w in self.words],
             "sensitive": [s.to_json() for s in self.sensitive],
@@ -224,6 +153,11 @@ class Call:
         for key, value in self.meta.items():
             out.setdefault(key, value)
         return out
+
+    def _channels(self) -> dict[str, int]:
+        source = self.meta.get("recording")
+        c = source.get("customer_channel", 0) if isinstance(source, dict) else 0
+        return {"customer": c, "agent": 1 - c} if c in (0, 1) else {"customer": 0, "agent": 1}
 
     @classmethod
     def from_sidecar(cls, sidecar: dict[str, Any], audio: StereoCall) -> Call:
@@ -251,29 +185,51 @@ class Call:
     # -- files -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> Call:
-        """Load a call from its audio file or its sidecar (the other is found beside it)."""
-        audio_path, sidecar_path = _paths(Path(path), must_exist=True)
+    def load(cls, path: str | Path, *, check: bool = True) -> Call:
+        """Load a call from its audio file or its sidecar (the other is found beside it).
+
+        The audio may be any recording :mod:`mgsim.sim.recording` reads; a sidecar written
+        by ``mgsim annotate`` says in its ``recording`` key which channel is the customer's
+        or which two files are the legs (relative to the sidecar). With ``check`` a sidecar
+        that does not fit its audio is refused (:mod:`mgsim.sim.sidecar_check`).
+        """
+        from mgsim.sim.recording import load_recording
+        from mgsim.sim.sidecar_check import SidecarMismatch, sidecar_problems
+
+        audio_path, sidecar_path = _paths(Path(path), must_exist=False)
+        if not sidecar_path.exists():
+            raise ConfigError(f"{sidecar_path} does not exist")
         sidecar = _read_sidecar(sidecar_path)
-        try:
-            data, rate = sf.read(str(audio_path), dtype="int16", always_2d=True)
-        except (sf.SoundFileError, RuntimeError) as exc:
-            raise ConfigError(
-                f"{audio_path}: not a readable WAV or FLAC file ({exc}); a call's audio is "
-                f"stereo {SAMPLE_RATE} Hz 16-bit PCM"
-            ) from None
-        if rate != SAMPLE_RATE:
-            raise ConfigError(f"{audio_path}: {rate} Hz, calls must be {SAMPLE_RATE} Hz")
+        source = sidecar.get("recording")
         channels = sidecar.get("channels", {"customer": 0, "agent": 1})
+        if Path(path).suffix == ".json" and isinstance(source, dict):
+            # An annotated recording's sidecar names its audio (relative to the sidecar).
+            named = source.get("customer")
+            if isinstance(named, str):
+                audio_path = sidecar_path.parent / named
+        if not audio_path.exists() and not (isinstance(source, dict) and "agent" in source):
+            raise ConfigError(f"{audio_path} does not exist")
+        if isinstance(source, dict) and isinstance(source.get("agent"), str):
+            base = sidecar_path.parent
+            rec = load_recording(customer=base / source["customer"], agent=base / source["agent"])
+        else:
+            customer = channels.get("customer", 0) if isinstance(channels, dict) else None
+            if isinstance(source, dict) and "customer_channel" in source:
+                customer = source["customer_channel"]
+            if not isinstance(customer, int) or customer not in (0, 1):
+                raise ConfigError(f"{sidecar_path}: channels {channels} do not fit the audio")
+            rec = load_recording(audio_path, customer_channel=customer)
         try:
-            customer = np.ascontiguousarray(data[:, channels["customer"]])
-            agent = np.ascontiguousarray(data[:, channels["agent"]])
-        except (IndexError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{audio_path}: channels {channels} do not fit the audio") from exc
-        try:
-            return cls.from_sidecar(sidecar, StereoCall(customer, agent))
+            call = cls.from_sidecar(sidecar, rec.audio)
         except ConfigError as exc:
             raise ConfigError(f"{sidecar_path}: {exc}") from exc
+        if check:
+            problems = sidecar_problems(call, stated_duration_ms=sidecar["duration_ms"])
+            if problems:
+                raise SidecarMismatch(
+                    f"{sidecar_path} does not match {audio_path.name}: " + "; ".join(problems)
+                )
+        return call
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``<path>.wav`` (or ``.flac``) and ``<path>.json``; returns both paths."""
@@ -447,19 +403,6 @@ def _check_spans(spans: Sequence[SensitiveSpan], words: Sequence[Word]) -> None:
                 )
 
 
-def dumps_sidecar(sidecar: dict[str, Any]) -> str:
-    """Serialise a sidecar with one list item per line, so diffs stay readable."""
-    lines = []
-    for key, value in sidecar.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            items = ",\n    ".join(json.dumps(v, ensure_ascii=False) for v in value)
-            text = f"[\n    {items}\n  ]"
-        else:
-            text = json.dumps(value, ensure_ascii=False)
-        lines.append(f"  {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
 def _read_sidecar(path: Path) -> dict[str, Any]:
     """The parsed sidecar at ``path`` (UTF-8, a byte-order mark allowed), or ConfigError
     naming the file and what is wrong with it."""
@@ -486,7 +429,7 @@ def _paths(path: Path, *, must_exist: bool) -> tuple[Path, Path]:
     elif path.suffix in _AUDIO_SUFFIXES:
         audio, sidecar = path, path.with_suffix(".json")
     elif path.suffix:
-        raise ConfigError(f"{path}: expected a .wav, .flac or .json path")
+        raise ConfigError(f"{path}: expected a .wav, .flac, .ogg or .json path")
     else:
         audio, sidecar = path.with_suffix(".wav"), path.with_suffix(".json")
     if must_exist:

@@ -51,11 +51,12 @@ from mgsim.media.impair import Impaired, Impairment, ImpairReport
 from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
 from mgsim.sim.call import Call
+from mgsim.sim.engines import ENGINES, EngineKind, engine_for
 from mgsim.sim.explain import lost_words, masked_spans
 from mgsim.sim.masking import silence
 from mgsim.sim.plans import ControlAction, Plan
 from mgsim.simulator import Simulator
-from mgsim.speech.engine import ScriptEngine, Utterance
+from mgsim.speech.engine import Utterance
 from mgsim.speech.leaks import LeakReport, analyze_leaks
 from mgsim.speech.redact import ParticipantPolicies, redact_words
 from mgsim.targets import Target
@@ -132,6 +133,9 @@ class Scenario:
     realtime: bool = False
     customer_id: str = "customer-1"
     agent_id: str = "agent-1"
+    engine: EngineKind = "auto"
+    """The gateway's transcription engine (:func:`mgsim.sim.engines.engine_for`): ``auto``
+    replays a scripted call's words and runs Whisper on a recording."""
     impairment: Impairment | None = None
     """Network effects on the media as the platform's transport allows them (see
     :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
@@ -150,6 +154,8 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.namespace not in NAMESPACES:
             raise ConfigError(f"unknown namespace {self.namespace!r}; use one of {NAMESPACES}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; use one of {ENGINES}")
         if self.impairment is not None:
             self.impairment.check(self.namespace)
         if self.params is not None and self.params.namespace != self.namespace:
@@ -456,7 +462,7 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
     transcription = sim.gateway.transcription
     transcription.webhooks = sink
     guid = sc.guid
-    transcription.attach(guid, ScriptEngine(sc.call.words))
+    transcription.attach(guid, engine_for(sc.call, sc.engine))
     params = sc.start_params()
     options = {"stream_arn": params.stream_arn} if isinstance(params, AmazonConnectParams) else {}
     session = open_media_session(sim.gateway, sc.namespace, **options)

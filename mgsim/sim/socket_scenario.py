@@ -42,6 +42,7 @@ from mgsim.journal import Journal
 from mgsim.media._base import Wire
 from mgsim.server.config import Faults, SimulatorConfig
 from mgsim.server.webhooks import WebhookSink
+from mgsim.sim.engines import engine_for
 from mgsim.sim.masking import silence
 from mgsim.sim.plans import ControlAction
 from mgsim.sim.scenario import (
@@ -54,7 +55,6 @@ from mgsim.sim.scenario import (
     perform_action,
 )
 from mgsim.simulator import Simulator
-from mgsim.speech.engine import ScriptEngine
 from mgsim.transports.playback import Endpoints, play_over_sockets
 from mgsim.transports.senders import Sender
 from mgsim.transports.serve import ServerThread
@@ -118,7 +118,7 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
     transcription = sim.gateway.transcription
     # Set up before the server thread starts, so nothing on its loop can race these writes.
     transcription.webhooks = sink
-    transcription.attach(scenario.guid, ScriptEngine(scenario.call.words))
+    transcription.attach(scenario.guid, engine_for(scenario.call, scenario.engine))
     server = ServerThread(sim)
     used: dict[str, str] = {}
     try:

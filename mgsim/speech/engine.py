@@ -66,6 +66,7 @@ __all__ = [
     "TranscriptionEngine",
     "Utterance",
     "Word",
+    "check_engine_input",
     "punch_holes",
     "streamed_mask",
 ]
@@ -161,6 +162,20 @@ def _check_arrays(pcm: Int16Array, streamed: BoolArray) -> None:
     if pcm.ndim != 1 or len(pcm) != len(streamed):
         raise ConfigError(
             f"pcm and streamed must be 1-D and equally long, got {len(pcm)} and {len(streamed)}"
+        )
+
+
+def check_engine_input(role: str, pcm: Int16Array, streamed: BoolArray) -> None:
+    """Refuse what no recognizer can take: an unknown role, or ``pcm`` that is not 1-D int16
+    as long as a 1-D bool ``streamed`` (raises :class:`ConfigError`)."""
+    if role not in ROLES:
+        raise ConfigError(f"role must be 'customer' or 'agent', got {role!r}")
+    if streamed.ndim != 1 or streamed.dtype != np.bool_:
+        raise ConfigError("streamed must be a 1-D bool array")
+    if pcm.ndim != 1 or pcm.dtype != np.int16 or len(pcm) != len(streamed):
+        raise ConfigError(
+            "pcm must be 1-D int16 and as long as streamed, "
+            f"got {pcm.dtype} of {len(pcm)} and {len(streamed)}"
         )
 
 

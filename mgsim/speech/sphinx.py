@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mgsim.errors import ConfigError
-from mgsim.speech.engine import ROLES, SAMPLES_PER_MS, TimedWord, Utterance
+from mgsim.speech.engine import SAMPLES_PER_MS, TimedWord, Utterance, check_engine_input
 
 __all__ = [
     "MODEL_RATE",
@@ -211,15 +211,7 @@ class SphinxEngine:
         offset_ms: float = 0.0,
     ) -> list[Utterance]:
         """Utterances of ``role`` decoded from its streamed audio, with absolute times."""
-        if role not in ROLES:
-            raise ConfigError(f"role must be 'customer' or 'agent', got {role!r}")
-        if streamed.ndim != 1 or streamed.dtype != np.bool_:
-            raise ConfigError("streamed must be a 1-D bool array")
-        if pcm.ndim != 1 or pcm.dtype != np.int16 or len(pcm) != len(streamed):
-            raise ConfigError(
-                "pcm must be 1-D int16 and as long as streamed, "
-                f"got {pcm.dtype} of {len(pcm)} and {len(streamed)}"
-            )
+        check_engine_input(role, pcm, streamed)
         heard = np.where(streamed, pcm, np.int16(0)).astype(np.int16)
         utterances: list[Utterance] = []
         spans = speech_spans(
