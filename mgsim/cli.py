@@ -411,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the card-payment call through all four platforms")
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=_demo)
+
+    from mgsim.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub)
     return parser
 
 

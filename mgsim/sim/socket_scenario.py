@@ -89,7 +89,7 @@ def _has_faults(sc: Scenario) -> bool:
     drawn = faults is not None and any(
         (faults.latency_ms, faults.jitter_ms, faults.rate_503, faults.rate_500, faults.rate_429)
     )
-    return bool(drawn or sc.control_latency_ms or sc.control_jitter_ms)
+    return bool(drawn or sc.fault_rules or sc.control_latency_ms or sc.control_jitter_ms)
 
 
 def _server_faults(sc: Scenario) -> Faults:
@@ -111,6 +111,7 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
         daily_quota=None,
         sip_port=0,
         faults=_server_faults(scenario),
+        fault_rules=scenario.fault_rules,
     )
     sim = Simulator(config)
     sink = WebhookSink()
