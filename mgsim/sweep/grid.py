@@ -219,7 +219,7 @@ class Grid:
             if plan not in _PLANS:
                 raise GridError(f"unknown plan {plan!r}; use {', '.join(_PLANS)}")
         for name in ("margins_before_ms", "margins_after_ms"):
-            values = _axis(name.replace("_", " ").replace(" ms", " (ms)"), getattr(self, name))
+            values = _axis(name, getattr(self, name))
             for m in values:
                 if isinstance(m, bool) or not isinstance(m, int | float) or not math.isfinite(m):
                     raise GridError(f"{name}: {m!r} is not a number of ms")
