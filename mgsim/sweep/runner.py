@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from mgsim.errors import ConfigError, MgsimError
 from mgsim.sweep.cluster import Connection, connect
@@ -142,10 +143,9 @@ def run_sweep(
         store.write_grid(grid)
         rows = store.read_cells(cells)
     else:
-        rows = pd.DataFrame(
-            [r for i in range(len(cells)) for r in sorted(rows_by_cell[i], key=_seed)],
-            columns=ROW_SCHEMA.names,
-        ).astype({f.name: f.type.to_pandas_dtype() for f in ROW_SCHEMA})
+        # through Arrow, so the columns have the same types as rows read from Parquet
+        ordered = [r for i in range(len(cells)) for r in sorted(rows_by_cell[i], key=_seed)]
+        rows = pa.Table.from_pylist(ordered, schema=ROW_SCHEMA).to_pandas()
     summary = summarize(rows, confidence)
     if store is not None:
         store.write_frame("rows", rows)
