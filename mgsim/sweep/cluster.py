@@ -78,8 +78,8 @@ def connect(
     LocalCluster: Any = distributed.LocalCluster
 
     if isinstance(scheduler, Client):
-        yield Connection(scheduler, f"client of {scheduler.scheduler_info().get('address')}",
-                         _threads(scheduler),
+        threads = _threads(scheduler)
+        yield Connection(scheduler, f"the given Dask client ({threads} worker threads)", threads,
                          _dashboard(scheduler) if dashboard else None)  # fmt: skip
         return
     if scheduler is None:
