@@ -591,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     add_annotate(sub)
     add_synth(sub)
+
+    from mgsim.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub)
     return parser
 
 

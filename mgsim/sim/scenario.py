@@ -49,6 +49,7 @@ from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import Wire
 from mgsim.media.impair import Impaired, Impairment, ImpairReport
 from mgsim.server.config import Faults, SimulatorConfig
+from mgsim.server.faults import FaultRule
 from mgsim.server.webhooks import WebhookSink
 from mgsim.sim.call import Call
 from mgsim.sim.engines import ENGINES, EngineKind, engine_for
@@ -126,6 +127,9 @@ class Scenario:
     control_latency_ms: float = 0.0
     control_jitter_ms: float = 0.0
     faults: Faults | None = None
+    fault_rules: tuple[FaultRule, ...] = ()
+    """Per-request fault rules for the scenario's simulator (tried before ``faults``; see
+    :mod:`mgsim.server.faults`), e.g. a latency distribution on every control request."""
     confirm_stop: bool = True
     fail_closed: bool = True
     stop_within_ms: float | None = None
@@ -456,7 +460,10 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
         rate_500=base.rate_500,
         rate_429=base.rate_429,
     )
-    config = SimulatorConfig(seed=sc.seed, spike_arrest_per_s=None, daily_quota=None, faults=faults)
+    config = SimulatorConfig(
+        seed=sc.seed, spike_arrest_per_s=None, daily_quota=None, faults=faults,
+        fault_rules=sc.fault_rules,
+    )  # fmt: skip
     sim = Simulator(config, clock=clock)
     sink = WebhookSink()
     transcription = sim.gateway.transcription

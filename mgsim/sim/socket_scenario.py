@@ -90,7 +90,7 @@ def _has_faults(sc: Scenario) -> bool:
     drawn = faults is not None and any(
         (faults.latency_ms, faults.jitter_ms, faults.rate_503, faults.rate_500, faults.rate_429)
     )
-    return bool(drawn or sc.control_latency_ms or sc.control_jitter_ms)
+    return bool(drawn or sc.fault_rules or sc.control_latency_ms or sc.control_jitter_ms)
 
 
 def _server_faults(sc: Scenario) -> Faults:
@@ -112,6 +112,7 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
         daily_quota=None,
         sip_port=0,
         faults=_server_faults(scenario),
+        fault_rules=scenario.fault_rules,
     )
     sim = Simulator(config)
     sink = WebhookSink()
@@ -220,9 +221,7 @@ async def play_scenario(
     mask: list[tuple[float, float]] = []
     masked: dict[int, tuple[float, float]] = {}
 
-    def schedule_entry(
-        i: int, action: ControlAction
-    ) -> Callable[[], Coroutine[Any, Any, None]]:
+    def schedule_entry(i: int, action: ControlAction) -> Callable[[], Coroutine[Any, Any, None]]:
         async def run() -> None:
             done = await act(action)
             if done.confirmed and action.action == "stop":
@@ -281,9 +280,7 @@ async def play_scenario(
         # no-op action every so often makes fast mode wait until the server has
         # accounted for the media so far.
         end_ms = wires[-1].at_ms if wires else 0.0
-        schedule += [
-            (float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)
-        ]
+        schedule += [(float(t), _nothing) for t in np.arange(_RTP_BURST_MS, end_ms, _RTP_BURST_MS)]
     played = await play_over_sockets(
         endpoints,
         sc.namespace,
