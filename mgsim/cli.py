@@ -108,7 +108,12 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.quiet:
         from mgsim.transports.access_log import AccessLog
 
-        secrets = [config.api_id, config.api_secret, config.audiohook_client_secret]
+        # An unsigned AudioHook setup has no client secret to mask.
+        secrets = [
+            s
+            for s in (config.api_id, config.api_secret, config.audiohook_client_secret)
+            if s is not None
+        ]
         app = AccessLog(sim.app, sys.stderr, secrets=secrets)
     uvicorn.run(
         app,
