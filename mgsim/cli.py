@@ -583,11 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("capture", help="a .pcap/.pcapng, a JSON-lines log or an MKV dump")
     rep.add_argument("--audio", help="the call's sample name or sidecar: its script lets "
                      "the gateway transcribe and the guard plan find the spans")  # fmt: skip
-    rep.add_argument("--plan", default="whole", choices=["whole", "connect", "guard"])
-    rep.add_argument("--margin-ms", type=float, default=1500.0)
-    rep.add_argument("--margin-after-ms", type=float, default=None)
+    rep.add_argument("--plan", default="whole", choices=["whole", "connect", "guard"],
+                     help="when the replayed call streams: whole (default), connect, or guard "
+                     "(stops around the spans of --audio's script)")  # fmt: skip
+    rep.add_argument("--margin-ms", type=float, default=1500.0,
+                     help="guard: stop this many ms before each sensitive span (default 1500)")  # fmt: skip
+    rep.add_argument("--margin-after-ms", type=float, default=None,
+                     help="guard: start this many ms after each sensitive span (default 1000)")  # fmt: skip
     rep.add_argument("--redaction-output", default="redacted",
-                     choices=["redacted", "unredacted", "redacted_and_unredacted"])  # fmt: skip
+                     choices=["redacted", "unredacted", "redacted_and_unredacted"],
+                     help="what the transcripts carry (default redacted)")  # fmt: skip
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.set_defaults(func=_replay)
 

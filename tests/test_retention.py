@@ -195,7 +195,7 @@ def test_cli_passes_keep_calls_to_the_server(monkeypatch: pytest.MonkeyPatch) ->
 
     served: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app))
-    assert main(["serve", "--keep-calls", "250", "--no-sip"]) == 0
+    assert main(["serve", "--keep-calls", "250", "--no-sip", "--quiet"]) == 0
     assert served["app"].state.mgsim.gateway.keep_calls == 250
 
 

@@ -103,7 +103,7 @@ def test_a_sidecar_that_is_not_json(tmp_path: Path) -> None:
     wav, stereo, _ = copy_card(tmp_path)
     sf.write(str(wav), stereo, 8000)
     (tmp_path / "card.json").write_text("{ not json")
-    with pytest.raises(Exception, match=r"card\.json: not a JSON sidecar"):
+    with pytest.raises(Exception, match=r"card\.json: not valid JSON"):
         Call.load(wav)
     (tmp_path / "card.json").write_bytes(
         b"\xef\xbb\xbf" + (SAMPLES / "card_payment.json").read_bytes()

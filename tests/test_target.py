@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 
 from mgsim.cli import main
 from mgsim.errors import ConfigError
+from mgsim.report import EXIT_FAILED, EXIT_LEAK, EXIT_SAFE, EXIT_USAGE
 from mgsim.sim.call import load_sample
 from mgsim.sim.plans import Plan
 from mgsim.sim.scenario import NAMESPACES, Scenario, run_scenario
@@ -105,10 +106,12 @@ def test_target_gives_the_same_utterances_and_summaries_as_in_process(
     url, webhook_port = server
     monkeypatch.setenv("MGSIM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     common = ["call", "--namespace", namespace, "--audio", "card_payment", "--plan", plan]
-    assert main([*common, "--json"]) == 0
+    # The whole plan streams the card number: the verdict is a leak (exit 1), on both sides.
+    expected = EXIT_SAFE if plan == "guard" else EXIT_LEAK
+    assert main([*common, "--json"]) == expected
     local = json.loads(capsys.readouterr().out)
     argv = [*common, "--target", url, "--webhook-listen", f"127.0.0.1:{webhook_port}", "--json"]
-    assert main(argv) == 0
+    assert main(argv) == expected
     remote = json.loads(capsys.readouterr().out)
 
     target = remote["target"]
@@ -202,10 +205,10 @@ def test_faults_and_impairments_are_refused_against_a_target() -> None:
 def test_an_unreachable_target_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     argv = ["call", "--namespace", "twilio", "--audio", "card_payment"]
-    assert main([*argv, "--target", f"http://127.0.0.1:{port}"]) == 1
+    assert main([*argv, "--target", f"http://127.0.0.1:{port}"]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is the gateway running there?" in err
-    assert main([*argv, "--sip", "sip:127.0.0.1"]) == 2
+    assert main([*argv, "--sip", "sip:127.0.0.1"]) == EXIT_USAGE
     assert "go with --target" in capsys.readouterr().err
 
 

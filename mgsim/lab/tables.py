@@ -11,7 +11,7 @@ says otherwise.
 >>> from mgsim.sim.plans import Plan
 >>> from mgsim.sim.scenario import Scenario, run_scenario
 >>> result = run_scenario(Scenario(load_sample("card_payment"), "twilio", Plan("guard")))
->>> leaks_table(result)[["words", "words_transcribed", "verdict"]]
+>>> leaks_table(result)[["words", "words_transcribed", "verdict"]]  # doctest: +NORMALIZE_WHITESPACE
              words  words_transcribed            verdict
 span
 card_number     16                  0  never transcribed

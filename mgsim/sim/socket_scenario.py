@@ -135,6 +135,7 @@ def run_scenario_over_sockets(scenario: Scenario) -> ScenarioResult:
                             extra={"transport": "socket"})  # fmt: skip
     if scenario.impairment is not None:
         result.impairment = scenario.impaired().report  # seeded: what was played
+    result.transport = used
     return result
 
 
