@@ -587,9 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when the replayed call streams: whole (default), connect, or guard "
                      "(stops around the spans of --audio's script)")  # fmt: skip
     rep.add_argument("--margin-ms", type=float, default=1500.0,
-                     help="guard: stop this many ms before each sensitive span (default 1500)")  # fmt: skip
+                     help="guard: stop this many ms before each span (default 1500)")  # fmt: skip
     rep.add_argument("--margin-after-ms", type=float, default=None,
-                     help="guard: start this many ms after each sensitive span (default 1000)")  # fmt: skip
+                     help="guard: start this many ms after each span (default 1000)")  # fmt: skip
     rep.add_argument("--redaction-output", default="redacted",
                      choices=["redacted", "unredacted", "redacted_and_unredacted"],
                      help="what the transcripts carry (default redacted)")  # fmt: skip
