@@ -69,6 +69,8 @@ def _duration(samples: int) -> str:
 class Tally:
     sessions: int = 0
     completed: int = 0
+    disconnected: int = 0
+    """Sessions that did not end with their own close, closed and a 1000 close."""
     disconnects: list[str] = field(default_factory=list)
     summaries: int = 0
     inexact: list[str] = field(default_factory=list)
@@ -286,11 +288,13 @@ async def _one(
             await asyncio.wait_for(s.reader, REPLY_S)
             if ws.close_code != 1000:
                 tally.disconnects.append(f"closed {ws.close_code}")
+                tally.disconnected += 1
             else:
                 tally.completed += 1
     except (ConnectionClosed, ConnectionError, InvalidStatus, TimeoutError, OSError) as exc:
         waited = time.time() - signed_at
         tally.disconnects.append(f"{type(exc).__name__}: {exc}"[:200] + f" after {waited:.1f} s")
+        tally.disconnected += 1
 
 
 class _AudioHookServer(_Server):
@@ -403,7 +407,9 @@ def run(
         wall = time.monotonic() - started
         tally = Tally()
         for part in parts:
-            for name in ("sessions", "completed", "summaries", "pings", "pongs", "frames"):
+            for name in (
+                "sessions", "completed", "disconnected", "summaries", "pings", "pongs", "frames"
+            ):
                 setattr(tally, name, getattr(tally, name) + part[name])
             for name in ("disconnects", "inexact", "http_errors", "lateness_ms", "http_ms"):
                 getattr(tally, name).extend(part[name])
@@ -419,7 +425,7 @@ def run(
         "seconds": seconds,
         "load_average_at_start": [round(x, 2) for x in load],
         "completed": tally.completed,
-        "disconnects": len(tally.disconnects),
+        "disconnects": tally.disconnected,
         "disconnect_kinds": sorted(set(tally.disconnects))[:10],
         "summaries": tally.summaries,
         "inexact_summaries": len(tally.inexact),

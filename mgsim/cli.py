@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from mgsim.server.config import Faults, SimulatorConfig
     from mgsim.simulator import Simulator
+    from mgsim.transports.serve import WEBSOCKET_OPTIONS
 
     overrides: dict[str, object] = {"seed": args.seed}
     overrides["sip_port"] = None if args.no_sip else args.sip_port
@@ -123,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         # uvicorn's access lines would carry the Twilio media token in WebSocket paths;
         # AccessLog writes them with tokens masked instead.
         access_log=False,
-        ws_max_size=1 << 20,  # decoders refuse over 64 kB with their own close codes
+        **WEBSOCKET_OPTIONS,  # 1 MiB frames, no permessage-deflate on audio
     )
     return 0
 

@@ -584,3 +584,26 @@ def test_a_repeated_paused_is_tolerated(server: ServerThread) -> None:
     assert [m["type"] for m in asyncio.run(run()).received] == ["opened", "pong", "closed"]
     acc = media_call(server, guid)["accounting"]
     assert acc["received"] == 2 and acc["errors"] == {} and acc["ended_by"] == "platform"
+
+
+# -- permessage-deflate -------------------------------------------------------------------------
+
+
+def test_the_audio_websockets_decline_permessage_deflate(server: ServerThread) -> None:
+    """A client offers permessage-deflate (websockets does by default); the server declines
+    it (RFC 7692 allows that) on AudioHook and on Twilio: µ-law is not worth deflating."""
+
+    async def run() -> list[list[Any]]:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+            answer = await http.get("/mg-autotranscribe/v1/twilio-media-stream-url")
+        extensions = []
+        async with session(server) as client:
+            extensions.append(list(client.ws.protocol.extensions))
+            await client.open(NULL)
+            await client.expect("opened")
+            await client.close()
+        async with connect(answer.json()["streamingUrl"], proxy=None) as ws:
+            extensions.append(list(ws.protocol.extensions))
+        return extensions
+
+    assert asyncio.run(run()) == [[], []]

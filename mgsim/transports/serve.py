@@ -22,7 +22,17 @@ from mgsim.errors import TransportError
 from mgsim.simulator import Simulator
 from mgsim.transports.playback import Endpoints
 
-__all__ = ["AppThread", "ServerThread", "free_port"]
+__all__ = ["WEBSOCKET_OPTIONS", "AppThread", "ServerThread", "free_port"]
+
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    # The decoders refuse messages over 64 kB with their own close codes.
+    "ws_max_size": 1 << 20,
+    # The WebSockets carry µ-law audio, which deflate barely shrinks (AudioHook frames by
+    # 21%) for ~11x the receiving CPU per frame (benchmarks/ws_deflate.py); RFC 7692 lets
+    # the server decline the extension, and clients then send uncompressed.
+    "ws_per_message_deflate": False,
+}
+"""uvicorn options for the media WebSockets, shared by ``mgsim serve`` and :class:`ServerThread`."""
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -56,7 +66,7 @@ class AppThread:
                 log_level="critical",
                 lifespan="on",
                 access_log=False,
-                ws_max_size=1 << 20,
+                **WEBSOCKET_OPTIONS,
             )
         )
         self._thread = threading.Thread(
