@@ -50,9 +50,11 @@ FRAME_S = 0.02
 
 # The media plan, in seconds of pcap time (SIPp starts the pcap 800 ms after the ACK and
 # sends the re-INVITEs at about 1.2 s (inactive), 2.4 s (sendonly) and 2.6 s (refresh)).
-CUSTOMER_RUNS = [(0.0, 1.0), (1.7, 1.8), (2.8, 4.0)]  # m-line 1; 1.7-1.8 s: while paused
-AGENT_RUNS = [(0.0, 1.0), (2.8, 3.6)]  # m-line 2
-SSRC_CHANGE_AT = 3.4  # the customer's stream is re-anchored: new SSRC, sequence, timestamps
+# Each run keeps 0.4 s or more from a re-INVITE, so a loaded machine cannot move a packet
+# across a pause's edge.
+CUSTOMER_RUNS = [(0.0, 0.8), (1.6, 1.7), (3.0, 4.2)]  # m-line 1; 1.6-1.7 s: while paused
+AGENT_RUNS = [(0.0, 0.8), (3.0, 3.8)]  # m-line 2
+SSRC_CHANGE_AT = 3.6  # the customer's stream is re-anchored: new SSRC, sequence, timestamps
 RTCP_AT = (0.5, 3.5)
 
 
