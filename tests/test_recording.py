@@ -35,6 +35,9 @@ CASES = [
     ("wav", "PCM_24", 44100),
     ("wav", "PCM_32", 48000),
     ("wav", "FLOAT", 16000),
+    ("wav", "FLOAT", 8000),  # float at 8 kHz: libsndfile alone would truncate it to zeros
+    ("wav", "DOUBLE", 8000),
+    ("wav", "ULAW", 8000),
     ("wav", "PCM_U8", 11025),
     ("flac", "PCM_16", 22050),
     ("flac", "PCM_24", 96000),

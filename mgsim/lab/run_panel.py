@@ -227,7 +227,7 @@ class RunPanel(Panel):
         mode = result.scenario.redaction_output
         lines = []
         for utt, row in zip(result.utterances, result.utterance_rows(), strict=True):
-            idx = {word.index for word in utt.words}
+            idx = {i for word in utt.words for i in word.script_indexes}
             mark = "shown" if idx & shown else ("masked" if idx & sensitive else "")
             lines.append(
                 {

@@ -253,7 +253,9 @@ def utterances_table(result: ScenarioResult) -> pd.DataFrame:
             {
                 **row,
                 "words": len(utt.words),
-                "sensitive_words": sum(1 for w in utt.words if w.index in sensitive),
+                "sensitive_words": sum(
+                    1 for w in utt.words if sensitive.intersection(w.script_indexes)
+                ),
             }
         )
     rows.sort(key=lambda r: (r["start_ms"], r["role"]))

@@ -243,6 +243,7 @@ def load_or_annotate(
         for line in summary_lines(done):
             tell(line)
         call = done.call
+        return call  # summary_lines() ended with the detection note
     if not call.scripted:
         tell(f"note: {DETECTION_NOTE}")
     return call

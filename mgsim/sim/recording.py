@@ -79,7 +79,9 @@ def read_mono_or_stereo(path: str | Path) -> tuple[Int16Array, dict[str, Any]]:
     if info.samplerate <= 0:
         raise RecordingError(f"{p}: invalid sample rate {info.samplerate}")
     try:
-        if info.samplerate == SAMPLE_RATE:
+        # libsndfile scales integer PCM to int16 exactly but truncates float samples (0.3
+        # would read as 0), so only integer files at 8 kHz skip the float path.
+        if info.samplerate == SAMPLE_RATE and info.subtype.startswith(("PCM_", "ULAW", "ALAW")):
             data = sf.read(str(p), dtype="int16", always_2d=True)[0]
         else:
             raw = sf.read(str(p), dtype="float32", always_2d=True)[0]
@@ -95,7 +97,7 @@ def _to_8k(x: npt.NDArray[np.float32], rate: int) -> Int16Array:
     import soxr
 
     x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-    y = soxr.resample(x, rate, SAMPLE_RATE, quality="HQ")
+    y = x if rate == SAMPLE_RATE else soxr.resample(x, rate, SAMPLE_RATE, quality="HQ")
     y = np.asarray(y).reshape(len(y), -1)
     return np.clip(np.rint(y * 32768.0), -32768, 32767).astype(np.int16)
 

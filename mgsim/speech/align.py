@@ -46,15 +46,23 @@ def align_words(
     picked = [i for i, w in enumerate(script) if w.speaker == role]
     starts = np.array([script[i].start_ms for i in picked], dtype=np.float64)
     ends = np.array([script[i].end_ms for i in picked], dtype=np.float64)
+    durations = np.maximum(ends - starts, 1.0)
     out = []
     for w in words:
-        index = None
+        index: int | None = None
+        covers: tuple[int, ...] = ()
         if len(picked):
             overlap = np.minimum(ends, w.end_ms) - np.maximum(starts, w.start_ms)
             best = int(np.argmax(overlap))
             if overlap[best] > 0:
                 index = picked[best]
-        out.append(replace(w, index=index))
+                # Script words at least half inside this one were heard as part of it.
+                covers = tuple(
+                    picked[k]
+                    for k in np.flatnonzero(overlap >= durations / 2).tolist()
+                    if k != best
+                )
+        out.append(replace(w, index=index, covers=covers))
     return tuple(out)
 
 

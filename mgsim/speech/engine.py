@@ -107,12 +107,22 @@ class Word:
 @dataclass(frozen=True, slots=True)
 class TimedWord:
     """A transcribed word: its text, its time on the call's timeline (ms) and, for the
-    reference engine, ``index``, its position in the script the engine was given."""
+    reference engine, ``index``, its position in the script the engine was given.
+
+    ``covers`` lists further script words whose audio this word also took in: a recognizer
+    may write four spoken digits as one word (``4539``), and each of them was transcribed
+    (set by :mod:`mgsim.speech.align`)."""
 
     text: str
     start_ms: float
     end_ms: float
     index: int | None = None
+    covers: tuple[int, ...] = ()
+
+    @property
+    def script_indexes(self) -> tuple[int, ...]:
+        """Every script word this word stands for (``index`` first), or ``()``."""
+        return (self.index, *self.covers) if self.index is not None else self.covers
 
 
 @dataclass(frozen=True, slots=True)

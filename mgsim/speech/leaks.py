@@ -392,14 +392,13 @@ def _delivered_visibility(
                     text = str(item[name])
                     shown = [w.text in text for w in utt.words]
                 for word, flag in zip(utt.words, shown, strict=True):
-                    if word.index is None:
-                        continue
-                    slot = seen.setdefault(word.index, {})
-                    slot[name] = slot.get(name, False) or flag
-                    # A mask keeps the word's length, which can pin down a spoken digit.
-                    guess = aligned and not flag and name != "tokens" and reveals(word.text)
-                    hint = inferred.setdefault(word.index, {})
-                    hint[name] = hint.get(name, False) or guess
+                    for index in word.script_indexes:
+                        slot = seen.setdefault(index, {})
+                        slot[name] = slot.get(name, False) or flag
+                        # A mask keeps the word's length, which can pin down a spoken digit.
+                        guess = aligned and not flag and name != "tokens" and reveals(word.text)
+                        hint = inferred.setdefault(index, {})
+                        hint[name] = hint.get(name, False) or guess
     return seen, inferred
 
 
@@ -423,7 +422,7 @@ def analyze_leaks(
         mask = streamed.get(role)
         if mask is None or mask.ndim != 1 or mask.dtype != np.bool_:
             raise ConfigError(f"streamed needs a 1-D bool mask for {role!r}")
-    transcribed = {w.index for u in utterances for w in u.words if w.index is not None}
+    transcribed = {i for u in utterances for w in u.words for i in w.script_indexes}
     visibility, inferred = _delivered_visibility(utterances, webhooks)
     spans: list[SpanLeak] = []
     for span in call.sensitive:
