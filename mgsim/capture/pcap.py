@@ -262,7 +262,9 @@ def read_pcap(path: str | Path) -> SipCapture:
         else:
             ignored += 1
     for key, segments in streams.items():
-        sip.extend(_tcp_sip(key, segments))
+        messages, other = _tcp_sip(key, segments)
+        sip.extend(messages)
+        ignored += other
     sip.sort(key=lambda item: item[0])
     return _assemble(path, sip, udp_other, ignored)
 
@@ -276,21 +278,26 @@ def _looks_like_sip(payload: bytes) -> bool:
 
 def _tcp_sip(
     key: tuple[Any, ...], segments: list[tuple[int, float, bytes]]
-) -> list[tuple[float, bytes, tuple[str, int], tuple[str, int]]]:
+) -> tuple[list[tuple[float, bytes, tuple[str, int], tuple[str, int]]], int]:
     """SIP messages of one TCP direction: segments in sequence order (retransmissions
-    dropped), framed by Content-Length; each message is stamped with its first segment."""
+    dropped), framed by Content-Length, each stamped with its first segment's time; and how
+    many segments carried no SIP (another protocol on TCP)."""
     src, sport, dst, dport = key
     parser = SipStreamParser()
     seen: set[int] = set()
     out = []
+    first: float | None = None
     for seq, t, payload in sorted(segments, key=lambda s: (s[0], s[1])):
         if seq in seen:
             continue
         seen.add(seq)
+        first = t if first is None else first
         for item in parser.feed(payload):
             if isinstance(item, SipMessage):
-                out.append((t, item.to_bytes(), (src, sport), (dst, dport)))
-    return out
+                out.append((t if first is None else first, item.to_bytes(), (src, sport),
+                            (dst, dport)))
+            first = None if parser.buffered == 0 else t
+    return out, (0 if out else len(segments))
 
 
 def _assemble(
@@ -317,6 +324,7 @@ def _assemble(
                 invite_at, sbc, call_id = t, src, msg.call_id
                 offer = _sdp_of(msg)
             else:
+                ignored += 1  # SIP before the call (OPTIONS pings, another dialog)
                 continue
         if msg.call_id != call_id:
             ignored += 1  # another dialog in the same capture
@@ -343,6 +351,7 @@ def _assemble(
     answer_host = _host(answer.connection) if answer else None
     by_dst = {(_host(m.connection) or answer_host, m.port): i for i, m in enumerate(answered[:2])}
     by_src = {(_host(m.connection) or offer_host, m.port): i for i, m in enumerate(audio[:2])}
+    by_src_port = {m.port: i for i, m in enumerate(audio[:2])}
     wires = [Wire(round((t - invite_at) * 1000.0, 3), "sip", data) for t, data in requests]
     counts = {"rtp:0": 0, "rtp:1": 0}
     last_seq: dict[int, tuple[int, int]] = {}
@@ -353,8 +362,10 @@ def _assemble(
         line = by_dst.get(dst)
         if line is None:
             line = by_src.get(src)
-        if line is None and dst[1] in {p for _, p in by_dst} | {p for _, p in by_src}:
-            line = next((i for (_, p), i in {**by_src, **by_dst}.items() if p == dst[1]), None)
+        if line is None and sbc is not None and src[0] == sbc[0]:
+            # The SDP names an address the capture does not show (NAT, a media anchor):
+            # the SBC sends each m-line's RTP from the port it offered (symmetric RTP).
+            line = by_src_port.get(src[1])
         if line is None:
             ignored += 1
             continue

@@ -15,7 +15,7 @@ reason) and transcribed, and lists every protocol problem found in the capture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,15 @@ def _silent_call(capture: Capture) -> Call:
     return Call(f"replay-{capture.guid}", StereoCall(silence, silence.copy()))
 
 
+def _padded(call: Call, until_ms: float) -> Call:
+    extra = int(until_ms * _SAMPLES_PER_MS) - len(call.audio.customer)
+    pad = np.zeros(max(extra, 0), np.int16)
+    audio = StereoCall(
+        np.concatenate([call.audio.customer, pad]), np.concatenate([call.audio.agent, pad])
+    )
+    return replace(call, audio=audio)
+
+
 def replay(
     capture: Capture,
     plan: Plan | None = None,
@@ -103,6 +112,10 @@ def replay(
             "no script given (--audio): nothing is transcribed; the accounting shows what "
             "the gateway received and streamed"
         )
+    elif capture.duration_ms > call.duration_ms:
+        # The plan ends with the call: a capture running longer than the script (an SBC
+        # that waited before its RTP, a BYE after the audio) must not be cut short.
+        call = _padded(call, capture.duration_ms + 1000.0)
     scenario = Scenario(
         call,
         capture.namespace,  # type: ignore[arg-type]
