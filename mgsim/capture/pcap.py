@@ -294,8 +294,8 @@ def _tcp_sip(
         first = t if first is None else first
         for item in parser.feed(payload):
             if isinstance(item, SipMessage):
-                stamp = t if first is None else first
-                out.append((stamp, item.to_bytes(), (src, sport), (dst, dport)))
+                out.append((t if first is None else first, item.to_bytes(), (src, sport),
+                            (dst, dport)))
             first = None if parser.buffered == 0 else t
     return out, (0 if out else len(segments))
 
