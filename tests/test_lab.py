@@ -379,3 +379,87 @@ def test_control_panel_state_plot_follows_the_requests() -> None:
     assert first != after_start != panel.plot.value
     assert bytes(panel.plot.value).startswith(b"\x89PNG")
     panel.close()
+
+
+# -- readability ----------------------------------------------------------------------------
+
+
+def test_readable_blanks_missing_values_and_keeps_the_rest(leaky: ScenarioResult) -> None:
+    table = actions_table(leaky)
+    assert table["masked_until_ms"].isna().all()
+    shown = lab.readable(table)
+    assert (shown["masked_until_ms"] == "").all()
+    assert shown["at_ms"].tolist() == table["at_ms"].tolist()
+    for text in (repr(shown), shown.to_string()):
+        assert "NaN" not in text and "<NA>" not in text and "None" not in text
+
+
+def test_summary_table_rows_can_be_named(guard: ScenarioResult, leaky: ScenarioResult) -> None:
+    table = summary_table([guard, leaky], labels=["holds", "fails"])
+    assert table.index.tolist() == ["holds", "fails"] and table.index.name == "run"
+    with pytest.raises(ValueError, match="1 labels for 2 runs"):
+        summary_table([guard, leaky], labels=["one"])
+
+
+def test_a_hang_up_is_named_for_its_endpoint_not_its_guid() -> None:
+    from mgsim.lab.widgets import ControlPanel, streaming_states
+
+    panel = ControlPanel(namespace="twilio")
+    try:
+        panel.click_open()
+        panel.click_start()
+        frame = panel.click_hang_up()
+        assert frame[["method", "endpoint"]].values.tolist()[-1] == ["DELETE", "calls"]
+        assert panel.guid.value not in frame["endpoint"].tolist()
+        assert streaming_states(frame) == [False, True, False]
+    finally:
+        panel.close()
+
+
+def test_control_panel_log_has_real_times_and_cells_that_do_not_wrap() -> None:
+    from mgsim.lab import widgets
+
+    clock = iter([100.0, 102.5, 107.25])
+    panel = widgets.ControlPanel(namespace="siprec")
+    panel._now = lambda: next(clock)  # three clicks, 2.5 s and 4.75 s apart
+    try:
+        panel.click_open()
+        panel.click_start()
+        frame = panel.click_stop()
+    finally:
+        panel.close()
+    assert frame["t_s"].tolist() == [0.0, 2.5, 7.2]
+    assert "white-space: nowrap" in panel.journal.value
+    assert "<td>start-streaming</td>" in panel.journal.value
+
+
+@pytest.mark.parametrize("fixture", ["guard", "whole"])
+def test_plot_text_is_at_least_9_points_and_inside_the_figure(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    result: ScenarioResult = request.getfixturevalue(fixture)
+    for fig in (timeline(result), compare_plot([result, result])):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()  # labels find their places when drawn
+        renderer = canvas.get_renderer()
+        box = fig.bbox
+        texts: list[Text] = list(fig.texts)
+        for ax in fig.axes:
+            texts += [*ax.texts, ax.xaxis.label, ax.yaxis.label]
+            legend = ax.get_legend()
+            texts += legend.get_texts() if legend is not None else []
+            lo, hi = sorted(ax.get_xlim())
+            texts += [t for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+            texts += ax.get_yticklabels()
+        texts = [t for t in texts if t.get_visible() and t.get_text().strip()]
+        assert len(texts) > 10
+        for text in texts:
+            assert text.get_fontsize() >= 9, (text.get_text(), text.get_fontsize())
+            if text.get_clip_on() and text.get_gid() in ("utterance-text", "clipped-label"):
+                continue  # clipped to its lane on purpose, within the axes
+            extent = text.get_window_extent(renderer)
+            assert extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1, text.get_text()
+            assert extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1, text.get_text()

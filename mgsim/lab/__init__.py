@@ -22,6 +22,7 @@ from mgsim.lab.tables import (
     leaks_table,
     mask_runs,
     masked_window,
+    readable,
     run_namespaces,
     segments_table,
     summary_table,
@@ -32,6 +33,7 @@ from mgsim.lab.tables import (
 from mgsim.lab.widgets import ControlPanel, connect_stream_arn
 from mgsim.server.config import Faults
 from mgsim.sim.call import Call, list_samples, load_sample
+from mgsim.sim.explain import lost_words
 from mgsim.sim.plans import Plan
 from mgsim.sim.scenario import NAMESPACES, Scenario, ScenarioResult, run_scenario
 
@@ -54,9 +56,11 @@ __all__ = [
     "leaks_table",
     "list_samples",
     "load_sample",
+    "lost_words",
     "mask_runs",
     "masked_window",
     "panel_snapshot",
+    "readable",
     "run_namespaces",
     "run_scenario",
     "segments_table",

@@ -162,10 +162,13 @@ def timeline(
     result = source if isinstance(source, ScenarioResult) else None
     target: Figure | SubFigure = fig if fig is not None else Figure(figsize=figsize)
     axes = target.subplots(2, 1, sharex=True)
+    # Room for the lane names on the left, the title on top and the legend below, so the
+    # figure is whole even when saved without bbox_inches="tight".
+    target.subplots_adjust(left=0.085, right=0.985, top=0.86, bottom=0.3, hspace=0.25)
     duration_ms = float(call.duration_ms)
     lo, hi = xlim_ms or (0.0, duration_ms)
     width_in = target.get_figure(root=True).get_size_inches()[0] * 0.85
-    ms_per_char = (hi - lo) / max(1.0, width_in * 72.0 / (7.0 * 0.6))
+    ms_per_char = (hi - lo) / max(1.0, width_in * 72.0 / (9.0 * 0.6))
     rows = result.utterance_rows() if result is not None else []
     marks = _word_marks(result) if result is not None else []
     clipped = [x for x in lost_words(result) if x.clipped] if result is not None else []
@@ -178,7 +181,7 @@ def timeline(
                     ax, span.start_ms, span.end_ms, -1.05, 1.05, "sensitive", alpha=0.45, zorder=1
                 )
                 ax.text(
-                    (span.start_ms + span.end_ms) / 2000.0, 1.0, span.label, fontsize=7,
+                    (span.start_ms + span.end_ms) / 2000.0, 1.0, span.label, fontsize=9,
                     va="top", ha="center",
                     color="#7a5b00", gid="sensitive-label", zorder=5,
                 )  # fmt: skip
@@ -193,7 +196,7 @@ def timeline(
                     ax.text(
                         row["start_ms"] / 1000.0, 1.45 + 0.3 * (i % 2),
                         _fit(_shown_text(result, row), room, ms_per_char),
-                        fontsize=7, va="bottom", clip_on=True, gid="utterance-text", zorder=5,
+                        fontsize=9, va="bottom", clip_on=True, gid="utterance-text", zorder=5,
                     )  # fmt: skip
             for a, b in _masked(result):
                 _rect(ax, a, b, -1.05, 1.05, "masked", fill=False, hatch="xx", alpha=0.5,
@@ -220,7 +223,7 @@ def timeline(
     axes[-1].set_xlabel("seconds from the start of the call")
     # Below the x axis, so it never collides with the title.
     axes[-1].legend(handles=_legend(result), loc="upper left",
-                    bbox_to_anchor=(0.0, -0.32), ncol=4, fontsize=8, frameon=False)  # fmt: skip
+                    bbox_to_anchor=(0.0, -0.32), ncol=4, fontsize=9, frameon=False)  # fmt: skip
     target.suptitle(title if title is not None else _title(source), fontsize=11, x=0.01, ha="left")
     root = target.get_figure(root=True)
     assert isinstance(root, Figure)
@@ -301,14 +304,14 @@ def compare_plot(
             style = _MARK_STYLE.get(gid, {})
             _rect(ax, a, b, lane[who] - 0.4, lane[who] + 0.4, gid, zorder=4, **style)
         ax.set_ylim(-0.55, 1.55)
-        ax.set_yticks([0.0, 1.0], ["agent", "customer"], fontsize=7)
+        ax.set_yticks([0.0, 1.0], ["agent", "customer"], fontsize=9)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10, labelpad=10)
         leaks = result.leaks
         ax.text(
             1.005, 0.5,
             f"{verdict(result)}\n{leaks['pci_words_transcribed']}/{leaks['pci_words']} transcribed"
             f"\n{leaks['pci_words_visible']} visible",
-            transform=ax.transAxes, fontsize=8, va="center", gid="verdict",
+            transform=ax.transAxes, fontsize=9, va="center", gid="verdict",
             color=COLORS["leak"] if result.report.leaked else "black",
         )  # fmt: skip
         for side in ("top", "right"):
@@ -316,6 +319,7 @@ def compare_plot(
     axes[-1].set_xlim(0.0, end_ms / 1000.0)
     axes[-1].set_xlabel("seconds from the start of the call")
     axes[0].legend(handles=_legend(results[0])[1:], loc="lower left", bbox_to_anchor=(0.0, 1.05),
-                   ncol=5, fontsize=8, frameon=False)  # fmt: skip
-    fig.subplots_adjust(left=0.16, right=0.88, top=1.0 - 0.75 / fig.get_size_inches()[1])
+                   ncol=4, fontsize=9, frameon=False)  # fmt: skip
+    height = fig.get_size_inches()[1]
+    fig.subplots_adjust(left=0.16, right=0.88, top=1.0 - 0.75 / height, bottom=0.6 / height)
     return fig

@@ -42,7 +42,7 @@ def _controls(sub: SubFigure, panel: RunPanel) -> None:
     ]
     for i, (name, value) in enumerate(fields):
         x, y = 0.01 + 0.245 * (i % 4), 0.72 - 0.3 * (i // 4)
-        ax.text(x, y + 0.1, name, fontsize=8, color="#555555", transform=ax.transAxes)
+        ax.text(x, y + 0.1, name, fontsize=9, color="#555555", transform=ax.transAxes)
         ax.add_patch(
             FancyBboxPatch((x, y - 0.06), 0.22, 0.14, boxstyle="round,pad=0.005",
                            transform=ax.transAxes, facecolor=_FIELD, edgecolor="#c9ccd1")
@@ -58,7 +58,7 @@ def _controls(sub: SubFigure, panel: RunPanel) -> None:
         FancyBboxPatch((0.84, 0.1), 0.15, 0.08, boxstyle="round,pad=0.003",
                        transform=ax.transAxes, facecolor=COLORS["streaming"], edgecolor="none")
     )  # fmt: skip
-    ax.text(0.84, 0.22, "done", fontsize=8, color="#555555", transform=ax.transAxes)
+    ax.text(0.84, 0.22, "done", fontsize=9, color="#555555", transform=ax.transAxes)
 
 
 def _transcript(sub: SubFigure, panel: RunPanel) -> None:
@@ -72,7 +72,7 @@ def _transcript(sub: SubFigure, panel: RunPanel) -> None:
     for i, line in enumerate(lines):
         text = f"{line['t_s']:6.2f} s  {line['role']:<8}  {line['text']}"
         color = _TEXT_COLORS[line["sensitive"]]
-        ax.text(0.01, 0.86 - i * step, text[:95], fontsize=8, family="monospace", color=color,
+        ax.text(0.01, 0.86 - i * step, text[:95], fontsize=9, family="monospace", color=color,
                 transform=ax.transAxes, va="top")  # fmt: skip
 
 

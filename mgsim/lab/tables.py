@@ -57,6 +57,7 @@ __all__ = [
     "leaks_table",
     "mask_runs",
     "masked_window",
+    "readable",
     "run_namespaces",
     "segments_table",
     "sensitive_word_indexes",
@@ -128,7 +129,8 @@ def journal_table(source: Journal | Any) -> pd.DataFrame:
     the client waited after a failed answer (429, 5xx or none) to the same request before
     sending it again (empty otherwise), which makes ASAPP's back-off schedule visible: 1000,
     2000, 4000 after a 429; 250, 500, 1000 after a 5xx. ``endpoint`` is the last path
-    segment.
+    segment that is not the call's guid (``DELETE /_sim/v1/calls/{guid}``, a hang-up, is
+    ``DELETE calls``).
     """
     entries = list(_journal_of(source).entries)
     rows: list[dict[str, Any]] = []
@@ -151,7 +153,7 @@ def journal_table(source: Journal | Any) -> pd.DataFrame:
                 "seq": entry.seq,
                 "t_ms": t_ms,
                 "method": entry.method,
-                "endpoint": entry.endpoint.rstrip("/").rsplit("/", 1)[-1],
+                "endpoint": _endpoint_name(entry.endpoint, entry.guid),
                 "namespace": entry.namespace,
                 "guid": entry.guid,
                 "status": entry.status,
@@ -165,6 +167,34 @@ def journal_table(source: Journal | Any) -> pd.DataFrame:
         )
     frame = _frame(rows, JOURNAL_COLUMNS)
     return frame.astype({"status": "Int64", "wait_ms": "Float64"})
+
+
+def _endpoint_name(path: str, guid: str | None) -> str:
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    # /_sim/v1/calls/{guid}: the resource is "calls", whichever guid it names.
+    if len(parts) >= 2 and (parts[-1] == guid or parts[-2] == "calls"):
+        parts = parts[:-1]
+    return parts[-1] if parts else path
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` for reading: missing values (``NaN``, ``<NA>``, ``None``) shown as blanks.
+
+    The tables keep their types (nullable numbers, so ``query("wait_ms > 0")`` works); this
+    copy is for display only.
+
+    >>> readable(pd.DataFrame({"code": [None, "409-201"], "wait_ms": [pd.NA, 250.0]}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+          code wait_ms
+    0
+    1  409-201   250.0
+    """
+    out = frame.copy()
+    for column in out.columns:
+        missing = out[column].isna()
+        if missing.any():
+            out[column] = out[column].astype(object).where(~missing, "")
+    return out
 
 
 def segments_table(
@@ -315,11 +345,19 @@ def verdict(result: ScenarioResult) -> str:
     return "no sensitive span" if worst is None else VERDICT_TEXT[worst]
 
 
-def summary_table(results: ScenarioResult | Iterable[ScenarioResult]) -> pd.DataFrame:
-    """One row per run with its settings and leak totals: the table to compare runs by."""
+def summary_table(
+    results: ScenarioResult | Iterable[ScenarioResult], *, labels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per run with its settings and leak totals: the table to compare runs by.
+    ``labels`` name the rows (the index, ``run``) instead of numbering them."""
     if isinstance(results, ScenarioResult):
         results = [results]
-    return _frame((_summary_row(r) for r in results), SUMMARY_COLUMNS)
+    frame = _frame((_summary_row(r) for r in results), SUMMARY_COLUMNS)
+    if labels is not None:
+        if len(labels) != len(frame):
+            raise ValueError(f"{len(labels)} labels for {len(frame)} runs")
+        frame.index = pd.Index(list(labels), name="run")
+    return frame
 
 
 def run_namespaces(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import io
+import time
 from typing import Any
 
 import ipywidgets as w
@@ -39,10 +40,15 @@ from mgsim.simulator import Simulator
 __all__ = ["JOURNAL_VIEW_COLUMNS", "ControlPanel", "Panel", "connect_stream_arn", "html_table"]
 
 JOURNAL_VIEW_COLUMNS = [
-    "seq", "t_ms", "endpoint", "namespace", "status", "code", "attempt", "wait_ms",
+    "seq", "t_s", "method", "endpoint", "namespace", "status", "code", "attempt", "wait_ms",
     "latency_ms", "error",
 ]  # fmt: skip
-"""The journal columns the panels show (ids and guids are left out for width)."""
+"""The journal columns the control panel shows (ids and guids are left out for width);
+``t_s`` is when the request was sent, in seconds of real time since the panel's first."""
+
+_TABLE_STYLE = (
+    "<style>.mgsim-table td, .mgsim-table th {white-space: nowrap; padding: 1px 8px;}</style>"
+)
 
 
 def connect_stream_arn(guid: str) -> str:
@@ -54,7 +60,10 @@ def connect_stream_arn(guid: str) -> str:
 
 
 def html_table(frame: pd.DataFrame) -> str:
-    return str(frame.to_html(index=False, na_rep="", border=0, classes="mgsim-table"))
+    """``frame`` as an HTML table whose cells never wrap ("start-streaming", "409-201"
+    stay whole) and whose missing values are blank."""
+    table = frame.to_html(index=False, na_rep="", border=0, classes="mgsim-table")
+    return _TABLE_STYLE + str(table)
 
 
 class Panel:
@@ -75,14 +84,15 @@ class Panel:
 def streaming_states(frame: pd.DataFrame) -> list[bool]:
     """Whether the call is streaming after each request of a journal table."""
     streaming, out = False, []
-    for endpoint, status in zip(frame["endpoint"], frame["status"], strict=True):
+    methods = frame["method"] if "method" in frame else [""] * len(frame)
+    for method, endpoint, status in zip(methods, frame["endpoint"], frame["status"], strict=True):
         ok = status is not None and not pd.isna(status) and 200 <= int(status) < 300
         if ok and str(endpoint).endswith("start-streaming"):
             streaming = True
         elif ok and (
-            str(endpoint).endswith("stop-streaming") or "/_sim/v1/calls/" in str(endpoint)
+            str(endpoint).endswith("stop-streaming") or (method == "DELETE" and endpoint == "calls")
         ):
-            streaming = False
+            streaming = False  # stopped, or hung up
         out.append(streaming)
     return out
 
@@ -138,6 +148,9 @@ class ControlPanel(Panel):
         self.client = client
         self.last: Any = None
         """What the last action returned (a result, a dict or the exception raised)."""
+        self._now = time.monotonic  # the panel's real clock (tests set their own)
+        self._first_click: float | None = None
+        self._click_at: list[tuple[int, float]] = []  # (journal length before, seconds)
         style = {"description_width": "120px"}
         self.namespace = w.Dropdown(options=NAMESPACES, value=namespace, description="namespace",
                                     style=style)  # fmt: skip
@@ -221,6 +234,11 @@ class ControlPanel(Panel):
         return None
 
     def _act(self, label: str, action: Any) -> pd.DataFrame:
+        # The embedded simulator's clock is virtual (it stands still between clicks), so
+        # the panel times each click itself: the journal's t_s is real time.
+        now = self._now()
+        self._first_click = self._first_click if self._first_click is not None else now
+        self._click_at.append((len(self.client.journal), now - self._first_click))
         try:
             self.last = action()
             self.status.value = f"<b>{html.escape(label)}</b>: ok"
@@ -263,8 +281,17 @@ class ControlPanel(Panel):
         return self._act("hang up", lambda: self.client.hang_up(self.guid.value))
 
     def journal_frame(self) -> pd.DataFrame:
-        """The client's journal as :func:`~mgsim.lab.tables.journal_table` shows it."""
-        return journal_table(self.client)
+        """The client's journal as :func:`~mgsim.lab.tables.journal_table` shows it, plus
+        ``t_s``: when each request's click came, in real seconds since the first click (to
+        0.1 s), and the request's own offset within that click (retries, latency)."""
+        frame = journal_table(self.client)
+        times: list[float] = []
+        for i, t_ms in enumerate(frame["t_ms"]):
+            start, at = next(((n, s) for n, s in reversed(self._click_at) if n <= i), (0, 0.0))
+            first_ms = frame["t_ms"].iloc[start] if start < len(frame) else t_ms
+            times.append(round(at + (t_ms - first_ms) / 1000.0, 1))
+        frame.insert(2, "t_s", times)
+        return frame
 
     def refresh(self) -> pd.DataFrame:
         """Redraw the journal table and the state plot; returns the table."""

@@ -17,8 +17,10 @@ sensitive as the caller reading it. Every word either participant spoke inside t
 >>> from mgsim.sim.scenario import Scenario, run_scenario
 >>> result = run_scenario(Scenario(load_sample("card_payment"), "amazonconnect", Plan("whole")))
 >>> first = lost_words(result)[0]
->>> first.role, first.words, first.reason
-('agent', ('Thank', 'you', 'for'), 'before streaming began: start-streaming was sent at 1.02 s, when the call reached the gateway, and took effect at 1.02 s')
+>>> first.role, first.words
+('agent', ('Thank', 'you', 'for'))
+>>> print(first.reason)
+before streaming began: start-streaming was sent at 1.02 s, when the call reached the gateway, and took effect at 1.02 s
 """  # noqa: E501
 
 from __future__ import annotations
