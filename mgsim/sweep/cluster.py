@@ -89,6 +89,9 @@ def connect(
     if scheduler == "local":
         n = workers or os.cpu_count() or 1
         with (
+            # The workers' statistical profiler samples every task thread's stack every
+            # 10 ms; scenarios are CPU-bound Python, so it costs several per cent of them.
+            dask.config.set({"distributed.worker.profile.enabled": False}),
             LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0" if dashboard else None,
