@@ -303,8 +303,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=ENGINES)
     parser.add_argument("--directory")
+    parser.add_argument(
+        "--options",
+        default="{}",
+        help="engine options as JSON, e.g. '{\"repetition_penalty\": 1.05}' (with --engine)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.directory, args.engine), indent=2))
+    options = json.loads(args.options)
+    if options and args.engine is None:
+        raise SystemExit("--options needs --engine")
+    result = (
+        run_engine(args.directory, args.engine, options)
+        if args.engine
+        else run(args.directory, None)
+    )
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,34 @@ def test_a_long_pause_separates_numbers_and_policy_is_followed() -> None:
     spans = detect_spans(card)
     assert {d.entity for d in spans} == {"short_numeric"}
     assert sorted(i for d in spans for i in d.word_indexes) == [0, 1, 2, 3]
+
+
+def test_the_agents_question_names_the_customers_digits() -> None:
+    # As Whisper heard card_payment (the expiry heard right): the answers are only digits.
+    words = (
+        said("agent", "and the expiration date,", start=9_600)
+        + said("customer", "It's 0 9 28.", start=12_500)
+        + said("agent", "and the free digits security code on the back.", start=15_500)
+        + said("customer", "That's 4 1 7.", start=18_500)
+    )
+    found = [(d.entity, d.speaker, d.evidence(words)) for d in detect_spans(words)]
+    assert found == [
+        ("expiry", "customer", "0 9 28."),
+        ("cvv", "customer", "4 1 7."),
+    ]
+    # Without the agent's words they are only numbers (what annotate labelled before).
+    alone = [d.entity for d in detect_spans(words, other_context_ms=0)]
+    assert alone == ["short_numeric", "short_numeric"]
+
+
+def test_the_other_speakers_digits_and_old_words_are_no_context() -> None:
+    # The agent reads back digits: they never join the customer's number.
+    words = said("agent", "that was 4 5 3 9 right", start=0) + said(
+        "customer", "yes 1 4 8 8", start=2_000
+    )
+    found = detect_spans(words)
+    assert [(d.speaker, d.digits) for d in found if d.speaker == "customer"] == [("customer", 4)]
+    # A keyword said long before (past the window) names nothing.
+    late = said("agent", "expiration date", start=0) + said("customer", "0 9 2 8", start=9_000)
+    assert [d.entity for d in detect_spans(late)] == ["short_numeric"]
+    assert [d.entity for d in detect_spans(late, other_context_ms=10_000)] == ["expiry"]

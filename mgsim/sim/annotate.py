@@ -5,7 +5,9 @@ each participant's whole channel and writes what a synthesized call's sidecar ho
 
 * ``words``: every recognized word with its speaker and times (ms);
 * ``sensitive``: the spans the redactor's number reader finds in those words
-  (:func:`mgsim.speech.spans.detect_spans`), labelled with the redactor's entity
+  (:func:`mgsim.speech.spans.detect_spans`, which reads a customer's digits with the agent's
+  question just before them, so "the three-digit security code?" names the answer a
+  ``cvv``), labelled with the redactor's entity
   (``card_number``, ``expiry``, ``cvv``, ``ssn``, ``phone``...), their words as evidence;
 * ``segments``: one ``speech`` segment per recognized utterance, and a ``sound`` segment
   wherever a channel is audible but nothing was recognized (music, noise, unclear speech),
@@ -50,12 +52,12 @@ __all__ = [
     "load_or_annotate",
 ]
 
-MEASURED_DIGIT_RECALL = 0.84
-"""Share of the sample calls' sensitive digits Whisper tiny.en recognizes, 63 of 75
+MEASURED_DIGIT_RECALL = 0.88
+"""Share of the sample calls' sensitive digits Whisper tiny.en recognizes, 66 of 75
 (``benchmarks/asr.py``, recorded in ``benchmarks/RESULTS.md``)."""
 MEASURED_SPAN_RECALL = 1.0
 """Share of the sample calls' labelled sensitive spans found in recognized words: 9 of 9,
-two of them with a digit or more missing (same run)."""
+some of them with a digit or more missing (same run)."""
 
 DETECTION_NOTE = (
     "sensitive spans were detected in recognized words, which can miss digits: on the "

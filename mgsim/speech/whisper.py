@@ -17,9 +17,15 @@ How a segment is decoded (settings measured in ``benchmarks/asr.py``):
    windows can be heard; a segment with nothing streamed gives nothing.
 2. The audio is resampled to 16 kHz (Whisper's rate) with soxr and decoded **whole**, not
    utterance by utterance: Whisper uses the context of a 30 s window.
-3. ``vad_filter`` on (without it Whisper hallucinates on near-silent channels), greedy
-   temperature 0 with no fallback (so the same audio always gives the same words), beam 5,
-   int8 weights, ``cpu_threads`` threads (2 by default).
+3. ``vad_filter`` on (without it Whisper hallucinates on near-silent channels), temperature
+   0 with no fallback (a fallback samples at random), beam 5, ``repetition_penalty`` 1.1
+   (without it tiny.en can fall into a loop, one digit written 90 times, on a short answer
+   after a number), int8 weights, ``cpu_threads`` threads (2 by default).
+   The log-Mel features are computed in a fixed order (:mod:`mgsim.speech.whisper_features`):
+   faster-whisper's own used OpenBLAS with as many threads as the environment allowed, and
+   its last bits, hence the words, changed with ``OMP_NUM_THREADS``. With both, the same
+   audio and settings give the same words and times at any thread count and in any process
+   (``tests/test_whisper_repeatable.py``).
 4. Words keep Whisper's text (case and punctuation), except that a hyphen Whisper glues to
    the front of a digit group (``4``, ``-5``, ``-3``) is dropped, so each group stays its own
    word for :mod:`mgsim.speech.numbers`. Word times are shifted by ``time_shift_ms``
@@ -52,6 +58,7 @@ from mgsim.speech.engine import (
     Utterance,
     check_engine_input,
 )
+from mgsim.speech.whisper_features import fix_features
 
 __all__ = [
     "MODEL_RATE",
@@ -141,6 +148,7 @@ def _load(model_dir: Path, compute_type: str, threads: int) -> Any:
                 )
             except (RuntimeError, ValueError, OSError) as exc:
                 raise ConfigError(f"{model_dir}: faster-whisper cannot load it: {exc}") from exc
+            fix_features(model)  # the same features whatever BLAS's thread count
             _models[key] = model
         return model
 
@@ -169,12 +177,17 @@ class WhisperEngine:
         compute_type: str = "int8",
         vad_filter: bool = True,
         condition_on_previous_text: bool = False,
+        repetition_penalty: float = 1.1,
+        hotwords: str | None = None,
+        vad_parameters: dict[str, float] | None = None,
         time_shift_ms: float = -100.0,
         pause_ms: float = 700.0,
         max_utterance_ms: float = 15_000.0,
     ) -> None:
         if beam_size < 1 or threads < 1:
             raise ConfigError("beam_size and threads must be >= 1")
+        if repetition_penalty <= 0:
+            raise ConfigError("repetition_penalty must be > 0")
         if pause_ms <= 0 or max_utterance_ms <= 0:
             raise ConfigError("pause_ms and max_utterance_ms must be > 0")
         self.spec = spec
@@ -184,6 +197,9 @@ class WhisperEngine:
         self.compute_type = compute_type
         self.vad_filter = vad_filter
         self.condition_on_previous_text = condition_on_previous_text
+        self.repetition_penalty = float(repetition_penalty)
+        self.hotwords = hotwords
+        self.vad_parameters = dict(vad_parameters) if vad_parameters else None
         self.time_shift_ms = float(time_shift_ms)
         self.pause_ms = float(pause_ms)
         self.max_utterance_ms = float(max_utterance_ms)
@@ -230,6 +246,9 @@ class WhisperEngine:
                 vad_filter=self.vad_filter,
                 word_timestamps=True,
                 condition_on_previous_text=self.condition_on_previous_text,
+                repetition_penalty=self.repetition_penalty,
+                hotwords=self.hotwords,
+                vad_parameters=self.vad_parameters,
             )
             raw = [(w.word, w.start, w.end) for s in segments for w in (s.words or ())]
         return list(_clean_words(raw))
