@@ -76,3 +76,24 @@ def test_features_match_faster_whispers_own_to_float32_rounding() -> None:
     ours = log_mel(FeatureExtractor(), audio)
     assert ours.shape == theirs.shape and ours.dtype == np.float32
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_kernels_are_held_to_avx2_where_the_cpu_has_it(tmp_path, monkeypatch):
+    from mgsim.speech.whisper import _pin_isa
+
+    for name in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    plain = tmp_path / "plain"
+    plain.write_text("flags\t\t: fpu sse2 avx\n")
+    _pin_isa(plain)
+    assert "CT2_FORCE_CPU_ISA" not in os.environ
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu sse2 avx avx2 avx512f\n")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")  # a user's own choice stays
+    _pin_isa(avx2)
+    assert os.environ["CT2_FORCE_CPU_ISA"] == "AVX2"
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "SSE41"
+
+    _pin_isa(tmp_path / "missing")  # no /proc/cpuinfo: nothing happens, nothing raised

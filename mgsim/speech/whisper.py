@@ -25,7 +25,10 @@ How a segment is decoded (settings measured in ``benchmarks/asr.py``):
    faster-whisper's own used OpenBLAS with as many threads as the environment allowed, and
    its last bits, hence the words, changed with ``OMP_NUM_THREADS``. With both, the same
    audio and settings give the same words and times at any thread count and in any process
-   (``tests/test_whisper_repeatable.py``).
+   (``tests/test_whisper_repeatable.py``). CTranslate2 and oneDNN also pick their kernels
+   by instruction set, and a forced other set gave other words here; so on a CPU with AVX2
+   both are held to AVX2 (:func:`_pin_isa`, unless ``CT2_FORCE_CPU_ISA`` or
+   ``ONEDNN_MAX_CPU_ISA`` is already set), and an AVX-512 machine decodes as an AVX2 one.
 4. Words keep Whisper's text (case and punctuation), except that a hyphen Whisper glues to
    the front of a digit group (``4``, ``-5``, ``-3``) is dropped, so each group stays its own
    word for :mod:`mgsim.speech.numbers`. Word times are shifted by ``time_shift_ms``
@@ -41,6 +44,7 @@ recognized digits can be wrong or missing, so spans found in recognized words ca
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -127,11 +131,28 @@ def verify_model(model_dir: str | Path, spec: ModelSpec = TINY_EN) -> Path:
     return Path(model_dir)
 
 
+def _pin_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
+    """Hold CTranslate2 and oneDNN to AVX2 kernels where the CPU has AVX2.
+
+    Read by both libraries when they first load, so this runs before faster-whisper is
+    imported. Elsewhere (no AVX2, or no ``/proc/cpuinfo``) nothing is set and results are
+    repeatable only on the same kind of CPU.
+    """
+    try:
+        flags = cpuinfo.read_text(errors="replace").split()
+    except OSError:
+        return
+    if "avx2" in flags:
+        os.environ.setdefault("CT2_FORCE_CPU_ISA", "AVX2")
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
+
 def _load(model_dir: Path, compute_type: str, threads: int) -> Any:
     key = (str(model_dir), compute_type, threads)
     with _lock:
         model = _models.get(key)
         if model is None:
+            _pin_isa()
             try:
                 from faster_whisper import WhisperModel
             except ImportError as exc:
