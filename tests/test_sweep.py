@@ -262,6 +262,34 @@ def test_rows_do_not_depend_on_batching() -> None:
     assert one["retries"].sum() > 0  # 503s were retried, so the seeds mattered
 
 
+def test_a_worker_encodes_each_call_once_per_platform_but_siprec_per_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mgsim.sweep.rows as rows_module
+    from mgsim.media import siprec, twilio
+
+    counts = {"twilio": 0, "siprec": 0}
+    for name, module in (("twilio", twilio), ("siprec", siprec)):
+        real = module.encode
+
+        def counted(*args: object, _real: object = real, _name: str = name, **kw: object) -> object:
+            counts[_name] += 1
+            return _real(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(module, "encode", counted)
+    monkeypatch.setattr(rows_module, "_WIRES", type(rows_module._WIRES)())
+    grid = Grid(namespaces=("twilio", "siprec"), margins_before_ms=(0, 1500),
+                latencies=("fixed:400",), seeds=2)  # fmt: skip
+    cells = grid.cells()
+    items = [(i, seed) for i in range(len(cells)) for seed in range(2)]
+    got = rows_module.run_batch(cells, items, mgsim.sweep.grid.load_calls(grid.calls))
+    # Twilio's wires are the same for every seed and cell of a call; SIPREC's RTP differs
+    assert counts == {"twilio": 1, "siprec": 4}
+    fresh = [rows_module.row_of(cells[i], seed, run_scenario(cells[i].scenario(
+        load_sample("card_payment"), seed))) for i, seed in items]  # fmt: skip
+    assert got == fresh
+
+
 def test_user_call_from_its_files(tmp_path: Path) -> None:
     path = tmp_path / "mine"
     load_sample("card_payment").truncated(30_000).save(path)

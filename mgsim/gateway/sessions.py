@@ -79,7 +79,8 @@ __all__ = [
 
 @dataclass(slots=True)
 class _Run:
-    """In-order µ-law frames of one Twilio track, held to be placed at once."""
+    """In-order µ-law frames of one track (Twilio) or m-line (SIPREC), held to be placed
+    at once."""
 
     track: str
     start: int
@@ -88,54 +89,30 @@ class _Run:
     at: float  # gateway time of the latest message
 
 
-class TwilioMediaSession(MediaSession):
-    """A Twilio Media Streams WebSocket (text frames on channel ``"ws"``).
+class _HoldingSession(MediaSession):
+    """A session that holds runs of plain in-order µ-law media (see
+    :meth:`MediaSession.feed`'s ``hold``): decoding and placing each 20 ms message on its
+    own costs more than the rest of the gateway's work, so a track's consecutive frames
+    are placed as one run. The subclass's decoder has already checked each message."""
 
-    A :class:`~mgsim.media.twilio.TwilioError` ends the session: ``close_code`` tells the
-    transport how to close the socket, and the call hangs up (``SessionClosed``
-    ``"disconnect"``, with any chunk loss counted).
-    """
-
-    namespace = "twilio"
-    transport = "twilio-ws"
-    no_handshake = "no-stop"
-
-    def __init__(self, gateway: Gateway, **options: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         super().__init__(gateway)
-        self.decoder = TwilioDecoder(**options)
         self._held: dict[str, _Run] = {}
 
-    def _decode(self, wire: Wire) -> list[Event]:
-        return self.decoder.feed(wire)
+    def _can_hold(self) -> bool:
+        return not (self.call is None or self.closed or self.failed or self._call_gone())
 
-    def _feed_held(self, wire: Wire, media: bool | None) -> list[Reply]:
-        # Twilio sends one JSON message per track per 20 ms; decoding and placing each on
-        # its own costs more than the rest of the gateway's work. Plain in-order frames of
-        # an open call are held per track and placed as one run (see MediaSession.feed).
-        call = self.call
-        if call is None or self.closed or self.failed or self._call_gone():
-            return self.feed(wire, media=media)
-        try:
-            out = self.decoder.feed_codes(wire)
-        except MediaError as exc:
-            self.flush()
-            return self._on_error(exc, is_media(self.namespace, wire) if media is None else media)
-        if not isinstance(out, MuLawFrame):
-            self.flush()
-            return self._apply(out, is_media(self.namespace, wire) if media is None else media)
+    def _hold(self, track: str, start: int, codes: bytes) -> None:
         now = self.gateway.clock.now()
-        run = self._held.get(out.track)
-        if run is not None and run.end == out.start_sample:
-            run.codes.append(out.codes)
-            run.end += len(out.codes)
+        run = self._held.get(track)
+        if run is not None and run.end == start:
+            run.codes.append(codes)
+            run.end += len(codes)
             run.at = now
         else:
             if run is not None:
                 self._place(run)
-            self._held[out.track] = _Run(
-                out.track, out.start_sample, out.start_sample + len(out.codes), [out.codes], now
-            )
-        return []
+            self._held[track] = _Run(track, start, start + len(codes), [codes], now)
 
     def flush(self) -> None:
         if self._held:
@@ -166,6 +143,42 @@ class TwilioMediaSession(MediaSession):
                 start += len(codes)
             return
         acc.note_received(streamed=streamed, count=len(run.codes))
+
+
+class TwilioMediaSession(_HoldingSession):
+    """A Twilio Media Streams WebSocket (text frames on channel ``"ws"``).
+
+    A :class:`~mgsim.media.twilio.TwilioError` ends the session: ``close_code`` tells the
+    transport how to close the socket, and the call hangs up (``SessionClosed``
+    ``"disconnect"``, with any chunk loss counted).
+    """
+
+    namespace = "twilio"
+    transport = "twilio-ws"
+    no_handshake = "no-stop"
+
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
+        super().__init__(gateway)
+        self.decoder = TwilioDecoder(**options)
+
+    def _decode(self, wire: Wire) -> list[Event]:
+        return self.decoder.feed(wire)
+
+    def _feed_held(self, wire: Wire, media: bool | None) -> list[Reply]:
+        # Twilio sends one JSON message per track per 20 ms: plain in-order frames of an
+        # open call are held per track and placed as one run (see MediaSession.feed).
+        if not self._can_hold():
+            return self.feed(wire, media=media)
+        try:
+            out = self.decoder.feed_codes(wire)
+        except MediaError as exc:
+            self.flush()
+            return self._on_error(exc, is_media(self.namespace, wire) if media is None else media)
+        if not isinstance(out, MuLawFrame):
+            self.flush()
+            return self._apply(out, is_media(self.namespace, wire) if media is None else media)
+        self._hold(out.track, out.start_sample, out.codes)
+        return []
 
     def _decoder_close(self) -> list[Event]:
         return self.decoder.close()
@@ -250,7 +263,7 @@ class AudioHookMediaSession(MediaSession):
         return [Reply("ws", exc.disconnect_message(self.decoder))]
 
 
-class SiprecMediaSession(MediaSession):
+class SiprecMediaSession(_HoldingSession):
     """A SIPREC dialog: SIP on ``"sip"``, RTP on ``"rtp:0"`` / ``"rtp:1"``.
 
     Options go to :class:`~mgsim.media.siprec.SiprecSession` (``ports``, ``address``...).
@@ -280,6 +293,17 @@ class SiprecMediaSession(MediaSession):
         if existing is None or (existing.source == "sim" and existing.namespace == "siprec"):
             return None
         return f"UCID {guid} is already being recorded by another session"
+
+    def _feed_held(self, wire: Wire, media: bool | None) -> list[Reply]:
+        # RTP: one packet per m-line per 20 ms. A packet its receiver takes on the fast
+        # path (next in sequence, nothing to report) is held; anything else is fed as
+        # usual, after what was held, so every check applies to it in order.
+        if self._can_hold():
+            out = self.decoder.feed_codes(wire)
+            if out is not None:
+                self._hold(*out)
+                return []
+        return self.feed(wire, media=media)
 
     def _decode(self, wire: Wire) -> list[Event]:
         events = self.decoder.feed(wire)

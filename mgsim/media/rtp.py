@@ -242,8 +242,19 @@ class RtpReceiver:
         Returns an :class:`AudioChunk` (unless the packet is dropped) and any anomalies.
         Raises :class:`RtpError` for a malformed packet, another payload type or SSRC.
         """
+        codes = self.push_codes(data)
+        if codes is not None:
+            return [AudioChunk(self.channel, codes[0], ulaw_decode(codes[1]))]
+        return self._push(data, arrival_sample)
+
+    def push_codes(self, data: bytes) -> tuple[int, bytes] | None:
+        """Take the usual packet — plain header, this stream's SSRC and payload type, next
+        in sequence, audio at or after the stream's start, no gap expiring — and return
+        ``(start_sample, payload)`` with its µ-law undecoded, so a caller holding many can
+        decode and place a run of them at once. Anything else returns None and changes
+        nothing: it must go through :meth:`push`, which makes every other check.
+        """
         if len(data) > HEADER_SIZE and data[0] == 0x80:
-            # Fast path for the usual packet: plain header, next in sequence, no gap expiring.
             b1, seq, ts, ssrc = _AFTER_B0.unpack_from(data, 1)
             top = self._max_seq + 1
             pending = self._missing_order
@@ -261,12 +272,11 @@ class RtpReceiver:
                     self._max_seq = top
                     self._ref_ts = ext_ts
                     self.received += 1
-                    pcm = ulaw_decode(data[HEADER_SIZE:])
-                    end = sample + len(pcm)
+                    end = sample + len(data) - HEADER_SIZE  # one µ-law byte per sample
                     if end > self._end:
                         self._end = end
-                    return [AudioChunk(self.channel, sample, pcm)]
-        return self._push(data, arrival_sample)
+                    return sample, data[HEADER_SIZE:]
+        return None
 
     def track(self, data: bytes, arrival_sample: int) -> list[Event]:
         """Take a packet that arrived while its m-line is paused: its sequence number and

@@ -206,6 +206,24 @@ class SiprecSession:
             raise RtpError(f"RTP on {message.channel} outside an open session", reason="no-session")
         raise ConfigError(f"unknown channel {message.channel!r}")
 
+    def feed_codes(self, message: Wire) -> tuple[str, int, bytes] | None:
+        """The usual RTP packet of an active m-line, undecoded: ``(channel, start_sample,
+        payload)`` (see :meth:`RtpReceiver.push_codes`). Anything else — SIP, RTCP, a paused
+        m-line, a packet with anything to report or check further — returns None and
+        changes nothing; :meth:`feed` then takes it."""
+        rx = self._receivers.get(message.channel)
+        data = message.data
+        if (
+            rx is None
+            or self.state != "active"
+            or type(data) is not bytes
+            or rx.channel in self._paused_lines
+            or (len(data) > 1 and 192 <= data[1] <= 223 and is_rtcp(data))
+        ):
+            return None
+        codes = rx.push_codes(data)
+        return None if codes is None else (rx.channel, codes[0], codes[1])
+
     def close(self) -> list[Event]:
         """End the session: declare outstanding gaps lost and, when no BYE came, report
         ``SessionClosed("closed")``."""

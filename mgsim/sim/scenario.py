@@ -144,7 +144,7 @@ class Scenario:
     """Network effects on the media as the platform's transport allows them (see
     :mod:`mgsim.media.impair`); fail-closed masking then applies at each message's
     arrival, which is never earlier than its sending, so it can only mask more."""
-    wires_override: tuple[Wire, ...] | None = None
+    wires_override: tuple[Wire, ...] | None = field(default=None, repr=False)
     """The wires to play instead of encoding the call (a replayed capture,
     :mod:`mgsim.capture.replay`); the call then supplies only the plan's times and script."""
     call_guid: str | None = None
@@ -261,6 +261,15 @@ class ScenarioResult:
     """Against a target (:mod:`mgsim.sim.target_scenario`): its
     :class:`~mgsim.sim.target_scenario.RemoteOutcome` (messages, webhooks, stop summaries);
     None in process."""
+
+    def __repr__(self) -> str:
+        # Short: the generated repr spelt out the call, every utterance, webhook and
+        # request, and asyncio.run formats the finished task's result when it restores
+        # SIGINT (3.11), a few ms and megabytes of text per scenario.
+        return (
+            f"<ScenarioResult {self.scenario.call.call_id} on {self.scenario.namespace}: "
+            f"{self.report.verdict}, {len(self.utterances)} utterances>"
+        )
 
     @property
     def leaks(self) -> dict[str, Any]:

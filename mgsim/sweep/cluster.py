@@ -91,7 +91,15 @@ def connect(
         with (
             # The workers' statistical profiler samples every task thread's stack every
             # 10 ms; scenarios are CPU-bound Python, so it costs several per cent of them.
-            dask.config.set({"distributed.worker.profile.enabled": False}),
+            dask.config.set({
+                "distributed.worker.profile.enabled": False,
+                # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, and any
+                # such setting turns off glibc's adaptive mmap threshold: every array
+                # above 128 KiB (a call's audio, masks, timelines) is then mapped afresh
+                # and faulted in page by page, 7x the page faults and about 20% more CPU
+                # per scenario (benchmarks/RESULTS.md). Unset, glibc keeps its default.
+                "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+            }),
             LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0" if dashboard else None,
