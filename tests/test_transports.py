@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -163,6 +164,53 @@ def test_twilio_media_before_start_is_a_policy_violation(
     code, reason = asyncio.run(raw_twilio(url, [wires[0], wires[3]]))  # connected, media
     assert (code, reason) == (1008, "wrong-order")
     assert counters(server)["media.twilio.error.wrong-order"] == 1
+
+
+def test_twilio_start_with_a_malformed_call_sid_opens_no_call(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    url = asyncio.run(twilio_url(server))
+    wires = [str(w.data) for w in twilio.encode(stereo, guid=sid(8))]
+    bad_start = wires[1].replace(sid(8), sid(8) + "\\n")  # the JSON escape of a newline
+    code, reason = asyncio.run(raw_twilio(url, [wires[0], bad_start, *wires[2:6]]))
+    assert (code, reason) == (1007, "bad-sid")
+    assert counters(server)["media.twilio.error.bad-sid"] == 1
+    gw = server.sim.gateway
+    assert sid(8) not in gw.calls and sid(8) not in gw.ended and gw.calls == {}
+
+
+def test_twilio_second_stream_for_a_call_sid_in_use_is_a_policy_violation(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    url = asyncio.run(twilio_url(server))
+    wires = [str(w.data) for w in twilio.encode(stereo, guid=sid(9))]
+    other = [str(w.data) for w in twilio.encode(stereo, guid=sid(9), stream_sid="MZ" + "e" * 32)]
+
+    async def scenario() -> tuple[int | None, str]:
+        async with connect(url, proxy=None) as first:
+            for m in wires[:6]:
+                await first.send(m)
+            # The first stream is open (its media placed) before the second one starts.
+            await _until(lambda: sid(9) in server.sim.gateway.calls)
+            result = await raw_twilio(url, other[:6])
+            for m in wires[6:]:
+                await first.send(m)
+            await first.close()
+            return result
+
+    assert asyncio.run(scenario()) == (1008, "guid-in-use")
+    assert counters(server)["media.twilio.error.guid-in-use"] == 1
+    call = server.sim.gateway.ended[sid(9)]  # the first stream's call, whole and unhurt
+    assert call.info["streamSid"] == twilio.stream_sid_for(sid(9))
+    assert call.timeline("inbound").received_samples == 8000
+    assert call.accounting.errors == {}
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (bounded: fails after ``timeout_s``)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 # -- AudioHook

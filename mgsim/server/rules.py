@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from mgsim.contract import Problem
+from mgsim.media.twilio import CALL_SID
 
 __all__ = ["check_guid", "check_start"]
 
@@ -19,7 +20,8 @@ _GUID_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"[0-9]+(-[0-9]+)*"),
         "a UCID in decimal form (digits, optionally in dash-separated groups)",
     ),
-    "twilio": (re.compile(r"CA[0-9a-f]{32}"), "a Twilio Call SID: CA followed by 32 hex digits"),
+    # The same form the Twilio decoder asks of a stream's callSid.
+    "twilio": (CALL_SID, "a Twilio Call SID: CA followed by 32 hex digits"),
     "amazonconnect": (
         re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
         "an Amazon Connect ContactId (a lowercase UUID)",
