@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import GUIDS, HEADERS, serve_process, vendor_openapi
-from test_contract_table import CALLS, FAULTS, ROWS, START, STOP, Row
+from test_contract_table import CALLS, FAULTS, MEDIA, ROWS, START, STOP, Row
 from test_schemathesis import deviations, reason
 
 from mgsim.contract import SPEC_PATH, ContractViolation, validate
@@ -52,12 +52,13 @@ def _missing_prism() -> str:
 def _schema(row: Row) -> str | None:
     """The contract's schema for the row's body, or None when the row is not about one."""
     route = row.path.split("?")[0]
-    if row.method == "POST" and route in (START, STOP, CALLS, FAULTS):
+    if row.method == "POST" and route in (START, STOP, CALLS, FAULTS, MEDIA):
         return {
             START: "StartStreamingRequest",
             STOP: "StopStreamingRequest",
             CALLS: "SimCallRequest",
             FAULTS: "FaultRuleRequest",
+            MEDIA: "SimMediaStatsReset",
         }[route]
     if row.method == "PUT" and route.startswith(CALLS + "/") and route.endswith("/script"):
         return "SimScriptRequest"

@@ -62,6 +62,7 @@ from mgsim.server.injection import (
 )
 from mgsim.server.jsonbody import BodyError, content_type_problem
 from mgsim.server.limits import DailyQuota, SpikeArrest
+from mgsim.server.routing import one_path
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
 from mgsim.server.warmup import warm_up
@@ -209,19 +210,22 @@ def _endpoint(
     vendor: bool = True,
     per_call: bool = False,
     name: str = "",
+    body_optional: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler in the common pipeline and the error envelope.
 
     Vendor endpoints (``name`` is what fault rules match) meet injected faults. Injected
     latency is spent before the handler runs, except for ``per_call`` handlers (start/stop),
-    which spend it while holding their call, as a slow gateway would. An unexpected error
+    which spend it while holding their call, as a slow gateway would. With
+    ``body_optional`` an empty body reaches the handler as None. An unexpected error
     is start/stop's own 500-201 there, and the vendor's generic 500-01 everywhere else.
     """
     internal = "500-201" if per_call else "500-01"
 
     async def process(state: ServerState, request: Request, raw: bytes) -> Response:
         try:
-            body = _parse_json(request, raw, schema) if schema else None
+            wanted = schema is not None and (raw or not body_optional)
+            body = _parse_json(request, raw, schema) if schema and wanted else None
             return await handler(state, request, body)
         except Problem as problem:
             return _envelope(state, problem)
@@ -465,18 +469,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _envelope(state, Problem("404-01", f"No such path: {path}{hint}"))
 
 
-def _one_path(path: str, **by_method: Callable[[Request], Awaitable[Response]]) -> Route:
-    """One route for a path whose methods have different handlers, so that a 405 there
-    names every method the path has in its ``Allow`` header (one route per method would
-    name only the first route's)."""
-
-    async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await by_method[method](request)
-
-    return Route(path, dispatch, methods=list(by_method))
-
-
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     """Under a real server: warm up off the loop (:mod:`mgsim.server.warmup`), then the
@@ -543,7 +535,7 @@ def create_app(
             _endpoint(_sim_open, schema="SimCallRequest", vendor=False),
             methods=["POST"],
         ),
-        _one_path(
+        one_path(
             "/_sim/v1/calls/{guid}",
             GET=_endpoint(_sim_get, vendor=False),
             DELETE=_endpoint(_sim_delete, vendor=False),
@@ -553,7 +545,7 @@ def create_app(
             _endpoint(_sim_script, schema="SimScriptRequest", vendor=False),
             methods=["PUT"],
         ),
-        _one_path(
+        one_path(
             "/_sim/v1/faults",
             GET=_endpoint(sim_faults_list, vendor=False),
             POST=_endpoint(sim_faults_add, schema="FaultRuleRequest", vendor=False),
@@ -566,7 +558,7 @@ def create_app(
         ),
         Route("/openapi.yaml", _openapi, methods=["GET"]),
         # Real media transports: Twilio/AudioHook WebSockets, Kinesis Video over HTTP.
-        *media_routes(TWILIO_WS_PREFIX, lambda h: _endpoint(h, vendor=False)),
+        *media_routes(TWILIO_WS_PREFIX, partial(_endpoint, vendor=False)),
     ]
     app = Starlette(
         routes=routes,
