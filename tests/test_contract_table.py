@@ -1025,6 +1025,23 @@ ROWS: list[Row] = [
     Row("fault-no-effect", "POST", FAULTS, {"endpoint": "stop-streaming"}, 400, "400-201"),
     Row("fault-delete-unknown", "DELETE", f"{FAULTS}/r99", None, 404, "404-01"),
     Row(
+        "fault-guid-newline",
+        "POST",
+        FAULTS,
+        {"endpoint": "stop-streaming", "guid": SIP + "\n", "error": "503-01"},
+        400,
+        "400-201",
+    ),
+    Row(
+        "fault-guid-other-namespace",
+        "POST",
+        FAULTS,
+        {"namespace": "siprec", "guid": TWI, "error": "503-01"},
+        400,
+        "400-201",
+    ),
+    Row("fault-guid-any-form", "POST", FAULTS, {"guid": GEN.upper(), "error": "503-01"}, 201),
+    Row(
         "fault-applies",
         "POST",
         STOP,
