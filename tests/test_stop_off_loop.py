@@ -124,3 +124,34 @@ def test_under_a_virtual_clock_recognition_runs_in_line() -> None:
             r = http.post(STOP, json=stop(SLOW), headers=HEADERS)
     assert r.json()["autotranscribeResponse"]["agent"]["summary"]["transcripts"] == 1
     assert engine.on_loop == [True, True]
+
+
+@pytest.mark.timeout(90)
+def test_a_stop_whose_client_leaves_is_still_transcribed() -> None:
+    engine = BlockingEngine()
+
+    async def leave_midway(sim: Simulator) -> int:
+        transport = sim.async_transport()
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sim", headers=HEADERS
+        ) as c:
+            sim.gateway.open_call("siprec", SLOW)
+            sim.gateway.transcription.attach(SLOW, engine)
+            assert (await c.post(START, json=body(SLOW))).status_code == 200
+            stream_audio(sim, SLOW)
+            slow_stop = asyncio.ensure_future(c.post(STOP, json=stop(SLOW)))
+            assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
+            slow_stop.cancel()  # in process, the request is cancelled with its client
+            with pytest.raises(asyncio.CancelledError):
+                await slow_stop
+            engine.release.set()
+            async with asyncio.timeout(BOUND_S):  # bounded: done once the thread returns
+                while len(sim.gateway.conversation(SLOW)) < 2:
+                    await asyncio.sleep(0.01)
+            return len(sim.gateway.conversation(SLOW))
+
+    with Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False) as sim:
+        try:
+            assert asyncio.run(leave_midway(sim)) == 2
+        finally:
+            engine.release.set()

@@ -312,10 +312,23 @@ async def _stop_and_transcribe(state: ServerState, namespace: str, guid: str) ->
     if job is not None:
         if isinstance(state.clock, VirtualClock) or isinstance(job.engine, ScriptEngine):
             utterances = job.recognise()
+            state.gateway.transcription.finish(job, utterances)
         else:
-            utterances = await asyncio.to_thread(job.recognise)
-        state.gateway.transcription.finish(job, utterances)
+            # A task of its own, shielded: a request cancelled meanwhile (its client gone)
+            # still has its segment transcribed, stored and sent.
+            async def recognise() -> None:
+                utterances = await asyncio.to_thread(job.recognise)
+                state.gateway.transcription.finish(job, utterances)
+
+            task = asyncio.ensure_future(recognise())
+            _RECOGNISING.add(task)
+            task.add_done_callback(_RECOGNISING.discard)
+            await asyncio.shield(task)
     return seg
+
+
+_RECOGNISING: set[asyncio.Task[None]] = set()
+"""Recognitions in worker threads, kept referenced until they finish."""
 
 
 async def _start(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
