@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo lab app serve test check bench clean system-deps
+.PHONY: setup demo lab app serve test check bench clean system-deps node-deps
 
 # Jupyter refuses to run as root unless told; containers often are root. Loopback only.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -19,6 +19,10 @@ setup: $(STAMP)
 
 system-deps:
 	@bash scripts/system-deps.sh
+
+# Stoplight Prism, which tests/test_prism_agreement.py compares mgsim with (npm ci).
+node-deps:
+	@bash scripts/node-deps.sh
 
 ## demo: run the card-payment call through the embedded simulator
 demo: $(STAMP)
@@ -39,7 +43,7 @@ serve: $(STAMP)
 	$(BIN)/mgsim serve
 
 ## test: the whole suite, as CI runs it
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps node-deps
 	$(BIN)/pytest
 
 ## check: lint and type-check

@@ -32,10 +32,7 @@ import json
 import multiprocessing
 import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -48,7 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from realtime_load import HEADERS, ShardedTransport, _cpu_s, _free_port, _Server, pin
+from realtime_load import HEADERS, ShardedTransport, _cpu_s, _Server, pin
 
 from mgsim.media.audiohook_signature import sign_request
 from mgsim.server.config import DEFAULT_AUDIOHOOK_API_KEY, DEFAULT_AUDIOHOOK_CLIENT_SECRET
@@ -297,34 +294,6 @@ async def _one(
         tally.disconnected += 1
 
 
-class _AudioHookServer(_Server):
-    """``mgsim serve`` without SIP, its stderr in a file (a pipe nobody reads would block the
-    server once full), which the report quotes."""
-
-    def __init__(self) -> None:
-        self.port = _free_port(socket.SOCK_STREAM)
-        self.sip_port = 0
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
-        cmd = [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(self.port)]
-        cmd += ["--no-sip", "--no-limits", "--log-level", "error"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(self.base_url + "/openapi.yaml", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("mgsim serve did not start") from None
-                time.sleep(0.1)
-
-    def stderr_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")[-2000:]
-
-
 def _frames_due(sessions: int, seconds: float, cycle_s: float, pause_s: float) -> int:
     """Frames a session sends in real time: ``seconds`` less its pauses, in 200 ms frames."""
     pauses = int(seconds // cycle_s) - (seconds % cycle_s == 0)
@@ -387,7 +356,7 @@ def run(
     free); the report, with ``meets_targets``. ``pinned``: one generator on CPU 0, the
     server on CPU 1."""
     load = os.getloadavg()
-    server = _AudioHookServer()
+    server = _Server(sip=False, quiet=False, start_timeout_s=60.0)
     affinity = pin(server) if pinned else {"pinned": False}
     try:
         server.stats(reset=True)

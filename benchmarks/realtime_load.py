@@ -39,6 +39,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -136,16 +137,22 @@ def _cpu_s(pid: int | None = None) -> float:
 
 
 class _Server:
-    """``mgsim serve`` in a child process."""
+    """``mgsim serve`` in a child process: with SIP on a free port, or ``sip=False``
+    without. Its stderr goes to a file (a pipe nobody reads would block the server once
+    full), which :meth:`stderr_tail` quotes."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, sip: bool = True, quiet: bool = True, start_timeout_s: float = 20.0
+    ) -> None:
         self.port = _free_port(socket.SOCK_STREAM)
-        self.sip_port = _free_port(socket.SOCK_DGRAM)
+        self.sip_port = _free_port(socket.SOCK_DGRAM) if sip else 0
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
         cmd = [sys.executable, "-m", "mgsim.cli", "serve", "--port", str(self.port)]
-        cmd += ["--sip-port", str(self.sip_port), "--no-limits", "--log-level", "error", "--quiet"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd += ["--sip-port", str(self.sip_port)] if sip else ["--no-sip"]
+        cmd += ["--no-limits", "--log-level", "error", *(["--quiet"] if quiet else [])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         self.base_url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_timeout_s
         while True:
             try:
                 httpx.get(self.base_url + "/openapi.yaml", timeout=1).raise_for_status()
@@ -155,6 +162,11 @@ class _Server:
                     self.stop()
                     raise RuntimeError("mgsim serve did not start") from None
                 time.sleep(0.1)
+
+    def stderr_tail(self) -> str:
+        """The last 2,000 characters the server wrote to stderr."""
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-2000:]
 
     @property
     def endpoints(self) -> Endpoints:

@@ -23,11 +23,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ ! -x benchmarks/node_modules/.bin/prism ]; then
-  if command -v npm >/dev/null 2>&1; then
-    echo "bench-deps: installing Prism into benchmarks/node_modules (npm ci)" >&2
-    npm ci --prefix benchmarks --no-audit --no-fund --loglevel=error >/dev/null
-  else
-    echo "bench-deps: npm is missing, so Prism is not installed" >&2
-  fi
-fi
+bash scripts/node-deps.sh

@@ -30,6 +30,8 @@ URL = "/mg-autotranscribe/v1/twilio-media-stream-url"
 MESSAGES = "/conversation/v1/conversation/messages"
 CALLS = "/_sim/v1/calls"
 FAULTS = "/_sim/v1/faults"
+MEDIA = "/_sim/v1/media/stats"
+MEDIA_CALL = "/_sim/v1/media/calls/"
 SIP, TWI, KVS, GEN = (GUIDS[n] for n in ("siprec", "twilio", "amazonconnect", "genesysaudiohook"))
 FRAGMENT = "91343852333181432392682062622220590765191907586"
 JSON = {"content-type": "application/json"}
@@ -1023,6 +1025,23 @@ ROWS: list[Row] = [
     Row("fault-no-effect", "POST", FAULTS, {"endpoint": "stop-streaming"}, 400, "400-201"),
     Row("fault-delete-unknown", "DELETE", f"{FAULTS}/r99", None, 404, "404-01"),
     Row(
+        "fault-guid-newline",
+        "POST",
+        FAULTS,
+        {"endpoint": "stop-streaming", "guid": SIP + "\n", "error": "503-01"},
+        400,
+        "400-201",
+    ),
+    Row(
+        "fault-guid-other-namespace",
+        "POST",
+        FAULTS,
+        {"namespace": "siprec", "guid": TWI, "error": "503-01"},
+        400,
+        "400-201",
+    ),
+    Row("fault-guid-any-form", "POST", FAULTS, {"guid": GEN.upper(), "error": "503-01"}, 201),
+    Row(
         "fault-applies",
         "POST",
         STOP,
@@ -1034,6 +1053,40 @@ ROWS: list[Row] = [
             ("POST", FAULTS, {"endpoint": "stop-streaming", "error": "503-01", "count": 1}),
         ),
     ),
+    # -- the media transports' statistics and per-call accounting (simulator only) ----------
+    Row("media-stats", "GET", MEDIA),
+    Row("media-stats-no-credentials", "GET", MEDIA, None, 401, "401-01", NO_CREDS),
+    Row("media-stats-wrong-secret", "GET", MEDIA, None, 403, "403-01", {"asapp-api-secret": "x"}),
+    Row("media-stats-put", "PUT", MEDIA, {}, 405, "405-01"),
+    Row("media-reset-no-body", "POST", MEDIA),
+    Row("media-reset-no-body-no-type", "POST", MEDIA, None, 200, "", {"content-type": None}),
+    Row("media-reset-empty-object", "POST", MEDIA, {}),
+    Row("media-reset-true", "POST", MEDIA, {"reset_lateness": True}),
+    Row("media-reset-false", "POST", MEDIA, {"reset_lateness": False}),
+    Row("media-reset-unknown-member", "POST", MEDIA, {"reset": True}, 400, "400-201"),
+    Row("media-reset-string", "POST", MEDIA, {"reset_lateness": "yes"}, 400, "400-201"),
+    Row("media-reset-null", "POST", MEDIA, {"reset_lateness": None}, 400, "400-201"),
+    Row("media-reset-array", "POST", MEDIA, [True], 400, "400-01"),
+    Row("media-reset-not-json", "POST", MEDIA, b"reset", 400, "400-01"),
+    Row("media-reset-surrogate", "POST", MEDIA, {"\ud800": True}, 400, "400-01"),
+    Row("media-reset-bom", "POST", MEDIA, b"\xef\xbb\xbf{}", 400, "400-01"),
+    Row(
+        "media-reset-form",
+        "POST",
+        MEDIA,
+        b"reset_lateness=true",
+        415,
+        "415-01",
+        {"content-type": "application/x-www-form-urlencoded"},
+    ),
+    Row("media-reset-too-large", "POST", MEDIA, b" " * 70_000, 413, "413-01"),
+    Row("media-call-open", "GET", MEDIA_CALL + SIP),
+    Row("media-call-uuid-case", "GET", MEDIA_CALL + GEN.upper()),
+    Row("media-call-ended", "GET", MEDIA_CALL + TWI, setup=(("DELETE", f"{CALLS}/{TWI}", None),)),
+    Row("media-call-unknown", "GET", MEDIA_CALL + "999", None, 404, "404-01"),
+    Row("media-call-trailing-slash", "GET", MEDIA_CALL + SIP + "/", None, 404, "404-01"),
+    Row("media-call-no-credentials", "GET", MEDIA_CALL + SIP, None, 401, "401-01", NO_CREDS),
+    Row("media-call-delete", "DELETE", MEDIA_CALL + SIP, None, 405, "405-01"),
 ]
 
 _RESPONSE_SCHEMAS = {
@@ -1043,6 +1096,8 @@ _RESPONSE_SCHEMAS = {
     (MESSAGES, 200): "ConversationMessagesResponse",
     (CALLS, 201): "SimCall",
     (FAULTS, 201): "FaultRule",
+    (MEDIA, 200): "SimMediaStats",
+    **{(MEDIA_CALL + guid, 200): "SimMediaCall" for guid in (SIP, TWI, GEN.upper())},
 }
 
 

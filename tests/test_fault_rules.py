@@ -84,8 +84,16 @@ def streaming_call(sim: Simulator, namespace: str = "siprec", guid: str | None =
         (FaultRule(guid="1", error="503-01"), FaultRequest("stop-streaming", "siprec", "2"), False),
         (FaultRule(guid="1", error="503-01"), FaultRequest("stop-streaming"), False),
         (
-            FaultRule(endpoint="conversation-messages", guid="g", latency_ms=5),
-            FaultRequest("conversation-messages", None, "g"),
+            FaultRule(endpoint="conversation-messages", guid="77", latency_ms=5),
+            FaultRequest("conversation-messages", None, "77"),
+            True,
+        ),
+        # UUIDs compare case-insensitively, as the gateway keys its calls.
+        (
+            FaultRule(guid="0F8FAD5B-D9CB-469F-A165-70867728950E", error="503-01"),
+            FaultRequest(
+                "stop-streaming", "genesysaudiohook", "0f8fad5b-d9cb-469f-a165-70867728950e"
+            ),
             True,
         ),
     ],
@@ -107,6 +115,12 @@ def test_matching_by_endpoint_namespace_and_guid(
         ),
         ({"endpoint": "twilio-media-stream-url", "guid": "1", "latency_ms": 1}, "guid"),
         ({"guid": "", "error": "503-01"}, "guid"),
+        # The guid must have a platform's form, the whole value: these match no call.
+        ({"guid": "1234\n", "error": "503-01"}, "guid"),
+        ({"guid": "CA" + "0" * 32 + "\n", "error": "503-01"}, "guid"),
+        ({"guid": "call-1", "error": "503-01"}, "guid"),
+        ({"namespace": "twilio", "guid": "1234", "error": "503-01"}, "guid"),
+        ({"endpoint": "conversation-messages", "guid": "g-1", "error": "503-01"}, "guid"),
         ({"error": "400-201"}, "error"),
         ({"error": "999-99"}, "error"),
         ({"latency_ms": -1}, "latency_ms"),
@@ -237,9 +251,9 @@ def test_rules_match_only_their_guid_endpoint_and_namespace() -> None:
 
 def test_messages_rule_matches_the_external_id() -> None:
     with make_sim() as sim:
-        sim.faults.add(FaultRule(endpoint="conversation-messages", guid="g-1", error="503-01"))
-        assert code(call(sim, "GET", MESSAGES + "?externalId=g-1")) == "503-01"
-        assert call(sim, "GET", MESSAGES + "?externalId=g-2").status_code == 200
+        sim.faults.add(FaultRule(endpoint="conversation-messages", guid="41", error="503-01"))
+        assert code(call(sim, "GET", MESSAGES + "?externalId=41")) == "503-01"
+        assert call(sim, "GET", MESSAGES + "?externalId=42").status_code == 200
 
 
 def test_count_expires_after_n_requests() -> None:
@@ -362,6 +376,16 @@ def test_http_round_trip() -> None:
         ({"latencyMs": 10, "spreadMs": 3}, "spreadMs"),
         ({"namespace": "sip", "error": "503-01"}, "namespace"),
         ({"endpoint": "twilio-media-stream-url", "guid": "x", "error": "503-01"}, "guid"),
+        ({"endpoint": "stop-streaming", "guid": "1234\n", "error": "503-01"}, "guid"),
+        (
+            {
+                "endpoint": "stop-streaming",
+                "namespace": "siprec",
+                "guid": "CA" + "0" * 32,
+                "error": "503-01",
+            },
+            "guid",
+        ),
         ({"endpoint": "stop-streaming"}, "body"),
     ],
 )

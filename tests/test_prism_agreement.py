@@ -6,9 +6,9 @@ Prism refuses exactly the bodies mgsim's own validation of the contract refuses:
 particular, a pattern's ``$`` ends the value there as here, so a trailing newline passes
 neither. A second Prism serves the vendor's OpenAPI file: where it takes a start or stop
 body that mgsim refuses, the refusal is a deviation the contract lists; mgsim never takes a
-body the vendor's file refuses. Prism is what ``npm ci --prefix benchmarks`` installs for
-the benchmarks; without it (or without the vendor's file) these tests are skipped, saying
-so.
+body the vendor's file refuses. ``make test`` installs Prism first (``scripts/node-deps.sh``:
+``npm ci --prefix benchmarks``, from the pinned lock file); without npm, after a failed
+install, or without the vendor's file, these tests are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import GUIDS, HEADERS, serve_process, vendor_openapi
-from test_contract_table import CALLS, FAULTS, ROWS, START, STOP, Row
+from test_contract_table import CALLS, FAULTS, MEDIA, ROWS, START, STOP, Row
 from test_schemathesis import deviations, reason
 
 from mgsim.contract import SPEC_PATH, ContractViolation, validate
@@ -39,15 +39,26 @@ def _prism() -> str | None:
     return str(_LOCAL_PRISM) if _LOCAL_PRISM.exists() else shutil.which("prism")
 
 
+def _missing_prism() -> str:
+    """Why Prism is absent, for the skip: ``make test`` installs it (scripts/node-deps.sh)."""
+    if shutil.which("npm") is None:
+        return "Stoplight Prism is not installed: npm is missing (apt-get install nodejs npm)"
+    return (
+        "Stoplight Prism is not installed: scripts/node-deps.sh (run by make test) has not "
+        "run or its `npm ci --prefix benchmarks` failed; it said why"
+    )
+
+
 def _schema(row: Row) -> str | None:
     """The contract's schema for the row's body, or None when the row is not about one."""
     route = row.path.split("?")[0]
-    if row.method == "POST" and route in (START, STOP, CALLS, FAULTS):
+    if row.method == "POST" and route in (START, STOP, CALLS, FAULTS, MEDIA):
         return {
             START: "StartStreamingRequest",
             STOP: "StopStreamingRequest",
             CALLS: "SimCallRequest",
             FAULTS: "FaultRuleRequest",
+            MEDIA: "SimMediaStatsReset",
         }[route]
     if row.method == "PUT" and route.startswith(CALLS + "/") and route.endswith("/script"):
         return "SimScriptRequest"
@@ -80,7 +91,7 @@ def mgsim_refuses(row: Row) -> bool:
 def _serve(spec: Path) -> Iterator[str]:
     binary = _prism()
     if binary is None:
-        pytest.skip("Stoplight Prism is not installed (npm ci --prefix benchmarks)")
+        pytest.skip(_missing_prism())
     argv = [binary, "mock", str(spec), "-h", "127.0.0.1", "-p", "{port}"]
     yield from serve_process(argv, "/mg-autotranscribe/v1/twilio-media-stream-url", timeout_s=60)
 

@@ -395,6 +395,9 @@ def test_unknown_path_and_method_use_the_envelope(sim: Simulator) -> None:
     assert code(call(sim, "GET", "/nope")) == "404-01"
     r = call(sim, "GET", START)
     assert code(r) == "405-01" and r.headers["allow"] == "POST"
+    # A path with a handler per method names them all (the contract lists both).
+    r = call(sim, "DELETE", "/_sim/v1/media/stats")
+    assert code(r) == "405-01" and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
 
 
 def test_unexpected_exception_is_500_201_in_the_envelope(

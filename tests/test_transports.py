@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mgsim.client import AsyncClient
+from mgsim.contract import validate
 from mgsim.errors import ConfigError
 from mgsim.media import audiohook, kvs, siprec, twilio
 from mgsim.media._base import StereoCall, Wire
@@ -163,6 +165,53 @@ def test_twilio_media_before_start_is_a_policy_violation(
     code, reason = asyncio.run(raw_twilio(url, [wires[0], wires[3]]))  # connected, media
     assert (code, reason) == (1008, "wrong-order")
     assert counters(server)["media.twilio.error.wrong-order"] == 1
+
+
+def test_twilio_start_with_a_malformed_call_sid_opens_no_call(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    url = asyncio.run(twilio_url(server))
+    wires = [str(w.data) for w in twilio.encode(stereo, guid=sid(8))]
+    bad_start = wires[1].replace(sid(8), sid(8) + "\\n")  # the JSON escape of a newline
+    code, reason = asyncio.run(raw_twilio(url, [wires[0], bad_start, *wires[2:6]]))
+    assert (code, reason) == (1007, "bad-sid")
+    assert counters(server)["media.twilio.error.bad-sid"] == 1
+    gw = server.sim.gateway
+    assert sid(8) not in gw.calls and sid(8) not in gw.ended and gw.calls == {}
+
+
+def test_twilio_second_stream_for_a_call_sid_in_use_is_a_policy_violation(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    url = asyncio.run(twilio_url(server))
+    wires = [str(w.data) for w in twilio.encode(stereo, guid=sid(9))]
+    other = [str(w.data) for w in twilio.encode(stereo, guid=sid(9), stream_sid="MZ" + "e" * 32)]
+
+    async def scenario() -> tuple[int | None, str]:
+        async with connect(url, proxy=None) as first:
+            for m in wires[:6]:
+                await first.send(m)
+            # The first stream is open (its media placed) before the second one starts.
+            await _until(lambda: sid(9) in server.sim.gateway.calls)
+            result = await raw_twilio(url, other[:6])
+            for m in wires[6:]:
+                await first.send(m)
+            await first.close()
+            return result
+
+    assert asyncio.run(scenario()) == (1008, "guid-in-use")
+    assert counters(server)["media.twilio.error.guid-in-use"] == 1
+    call = server.sim.gateway.ended[sid(9)]  # the first stream's call, whole and unhurt
+    assert call.info["streamSid"] == twilio.stream_sid_for(sid(9))
+    assert call.timeline("inbound").received_samples == 8000
+    assert call.accounting.errors == {}
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (bounded: fails after ``timeout_s``)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 # -- AudioHook
@@ -412,6 +461,63 @@ def test_kvs_request_errors_use_the_aws_shape(
     assert r.status_code == status and r.json()["__type"] == aws
 
 
+_SELECT = '"StartSelector": {"StartSelectorType": "NOW"}'
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "says"),
+    [
+        # Each was read by json.loads: the first four then met the stream lookup (404) or
+        # a 500 (NaN and Infinity as StartTimestamp), the last two were taken as JSON.
+        (f'{{"StreamARN": "{ARN}", {_SELECT}, "\\ud800": 1}}'.encode(), None, "lone surrogate"),
+        (
+            f'{{"StreamARN": "{ARN}", "StartSelector": {{"StartSelectorType": '
+            '"SERVER_TIMESTAMP", "StartTimestamp": NaN}}'.encode(),
+            None,
+            "NaN is not a JSON number",
+        ),
+        (
+            f'{{"StreamARN": "{ARN}", "StartSelector": {{"StartSelectorType": '
+            '"SERVER_TIMESTAMP", "StartTimestamp": Infinity}}'.encode(),
+            None,
+            "Infinity is not a JSON number",
+        ),
+        (f'{{"StreamARN": "{ARN}", {_SELECT}}}'.encode("utf-16"), None, "not UTF-8"),
+        (f'\ufeff{{"StreamARN": "{ARN}", {_SELECT}}}'.encode(), None, "byte-order mark"),
+        (f'{{"StreamARN": "{ARN}", {_SELECT}}}'.encode(), "text/plain", "application/json"),
+        (
+            f'{{"StreamARN": "{ARN}", {_SELECT}}}'.encode(),
+            "application/json; charset=latin-1",
+            "must be UTF-8",
+        ),
+    ],
+    ids=["surrogate-name", "nan", "infinity", "utf-16", "bom", "text-plain", "latin-1"],
+)
+def test_get_media_reads_its_body_as_every_json_body_is_read(
+    server: ServerThread, content: bytes, content_type: str | None, says: str
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    with httpx.Client(base_url=server.base_url) as http:
+        r = http.post("/getMedia", content=content, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.headers["x-amzn-ErrorType"] == "InvalidArgumentException"
+    assert r.json()["__type"] == "InvalidArgumentException" and says in r.json()["message"]
+    assert counters(server)["media.amazonconnect.rejected.bad-selector"] == 1
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-amz-json-1.1"])
+def test_get_media_takes_the_json_types_aws_sdks_declare(
+    server: ServerThread, content_type: str
+) -> None:
+    with httpx.Client(base_url=server.base_url) as http:
+        r = http.post(
+            "/getMedia",
+            content=f'{{"StreamARN": "{ARN}", {_SELECT}}}'.encode(),
+            headers={"content-type": content_type},
+        )
+    assert (r.status_code, r.json()["__type"]) == (404, "ResourceNotFoundException")
+
+
 # -- statistics, configuration, lateness
 
 
@@ -421,6 +527,30 @@ def test_media_stats_need_credentials(server: ServerThread) -> None:
         stats = http.get("/_sim/v1/media/stats", headers=HEADERS).json()
         assert stats["sip"]["udp"] == server.endpoints.sip[1]  # type: ignore[index]
         assert http.get("/_sim/v1/media/calls/nobody", headers=HEADERS).status_code == 404
+
+
+def test_media_answers_of_a_real_server_fit_the_contract(
+    server: ServerThread, stereo: StereoCall
+) -> None:
+    """Under a real server ``sip`` and ``loop`` are objects (null in process, which the
+    contract table covers), and a call that came over a socket has its accounting."""
+    asyncio.run(good_call(server, "twilio", twilio.encode(stereo, guid=sid(12))))
+    with httpx.Client(base_url=server.base_url, headers=HEADERS) as http:
+        stats = http.get("/_sim/v1/media/stats").json()
+        validate("SimMediaStats", stats)
+        assert stats["sip"] is not None and stats["loop"] is not None
+        assert stats["counters"]["media.twilio.sessions"] >= 1
+        assert stats["lateness"]["count"] > 0
+        kept = http.post("/_sim/v1/media/stats", json={"reset_lateness": False}).json()
+        validate("SimMediaStats", kept)
+        assert kept["lateness"]["count"] == stats["lateness"]["count"]
+        fresh = http.post("/_sim/v1/media/stats").json()
+        validate("SimMediaStats", fresh)
+        assert fresh["lateness"]["count"] == 0 and fresh["counters"] == stats["counters"]
+        view = http.get(f"/_sim/v1/media/calls/{sid(12)}").json()
+    validate("SimMediaCall", view)
+    assert (view["namespace"], view["source"], view["open"]) == ("twilio", "twilio-ws", False)
+    assert view["accounting"]["ended_by"] == "platform" and view["streams"] is None
 
 
 def test_audiohook_secrets_stay_out_of_repr() -> None:

@@ -421,6 +421,16 @@ ERROR_CASES: list[tuple[str, list[str], str | bytes, str, int]] = [
     ("no-sequence", OPEN, media(sequenceNumber=None), "missing-field", 1007),
     ("no-callsid", [], start(callSid=None), "missing-field", 1007),
     ("tracks-bad", [], start(tracks=["inbound", "inbound"]), "missing-field", 1007),
+    # Every SID is its prefix and 32 lowercase hex digits, the whole value: the callSid is
+    # the call's guid, and start-streaming refuses any other form (400-201).
+    ("callsid-short", [], start(callSid="CA" + "0" * 31), "bad-sid", 1007),
+    ("callsid-newline", [], start(callSid=GUID + "\n"), "bad-sid", 1007),
+    ("callsid-upper", [], start(callSid="CA" + "AB" * 16), "bad-sid", 1007),
+    ("callsid-surrogate", [], start(callSid="\ud800"), "bad-sid", 1007),
+    ("callsid-stream-prefix", [], start(callSid="MZ" + GUID[2:]), "bad-sid", 1007),
+    ("callsid-not-hex", [], start(callSid="CA" + "g" * 32), "bad-sid", 1007),
+    ("streamsid-bad", [], start(streamSid="MZ1", top_streamSid="MZ1"), "bad-sid", 1007),
+    ("accountsid-bad", [], start(accountSid="AC…"), "bad-sid", 1007),
     ("params-bad", [], start(customParameters={"a": 1}), "missing-field", 1007),
     ("rate-text", [], start(sampleRate="8000"), "missing-field", 1007),
     ("alaw", [], start(encoding="audio/x-alaw"), "bad-format", 1003),

@@ -77,12 +77,17 @@ def ecma_pattern(pattern: str) -> str:
 
 
 def _ecma(node: Any) -> Any:
-    """``node`` with every ``pattern`` keyword in ECMA-262 form (see :func:`ecma_pattern`)."""
+    """``node`` with every ``pattern`` keyword in ECMA-262 form (see :func:`ecma_pattern`),
+    and OpenAPI 3.0's ``nullable: true`` said as JSON Schema says it (``null`` among the
+    types), since the draft 4 validators do not know the keyword."""
     if isinstance(node, dict):
-        return {
+        out = {
             k: ecma_pattern(v) if k == "pattern" and isinstance(v, str) else _ecma(v)
             for k, v in node.items()
         }
+        if out.pop("nullable", False) is True and isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        return out
     if isinstance(node, list):
         return [_ecma(v) for v in node]
     return node

@@ -48,7 +48,7 @@ from mgsim.gateway.guids import canonical_guid
 from mgsim.gateway.kvs import KvsMedia
 from mgsim.gateway.mapping import ROLES, Role, channel_roles, default_channels
 from mgsim.gateway.timeline import StreamedRun, Timeline
-from mgsim.gateway.transcription import GatewayTranscription
+from mgsim.gateway.transcription import GatewayTranscription, RecognitionJob
 from mgsim.media.kvs import KinesisVideoStore
 
 __all__ = [
@@ -370,6 +370,16 @@ class Gateway:
         return seg
 
     def stop(self, namespace: str, guid: str) -> Segment:
+        seg, job = self.stop_deferred(namespace, guid)
+        if job is not None:
+            self.transcription.finish(job, job.recognise())
+        return seg
+
+    def stop_deferred(self, namespace: str, guid: str) -> tuple[Segment, RecognitionJob | None]:
+        """Stop streaming like :meth:`stop`, but leave the recognition to the caller: run
+        ``job.recognise()`` wherever it likes (the server: a worker thread), then
+        ``transcription.finish(job, utterances)``; the stop summary counts the transcripts
+        once that is done."""
         call = self.get(namespace, guid)
         seg = call.current
         if seg is None:
@@ -377,9 +387,9 @@ class Gateway:
         seg.stopped_at = self.clock.now()
         if call.media is not None:
             call.media.stopped(call, seg)
-        self.transcription.segment_stopped(call, seg)
+        job = self.transcription.prepare(call, seg)
         seg.streamed_runs.clear()
-        return seg
+        return seg, job
 
     def hang_up(self, guid: str) -> CallState:
         """End call ``guid``: its open segment closes and is transcribed. A media session

@@ -184,7 +184,12 @@ class TwilioMediaSession(_HoldingSession):
         return self.decoder.close()
 
     def _error_replies(self, exc: MediaError) -> list[Reply]:
-        self.close_code = exc.ws_close_code if isinstance(exc, TwilioError) else 1011
+        if isinstance(exc, TwilioError):
+            self.close_code = exc.ws_close_code
+        else:
+            # Another stream already has this callSid: the platform's doing, a policy
+            # violation (1008), not a fault of the gateway (1011).
+            self.close_code = 1008 if exc.reason == "guid-in-use" else 1011
         self.failed = True
         return self.close()
 

@@ -32,7 +32,7 @@ from mgsim.speech.transcripts import RedactionHistory, SegmentContext, render_se
 if TYPE_CHECKING:
     from mgsim.gateway.calls import CallState, Gateway, Segment
 
-__all__ = ["GatewayTranscription", "WebhookTarget", "audible"]
+__all__ = ["GatewayTranscription", "RecognitionJob", "WebhookTarget", "audible"]
 
 FRAME = 160  # 20 ms at 8 kHz
 
@@ -63,6 +63,34 @@ class _CallTranscripts:
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     # Each participant's recent words, so redaction sees a number read across utterances.
     history: RedactionHistory = field(default_factory=RedactionHistory)
+
+
+@dataclass
+class RecognitionJob:
+    """One closing segment's audio for its call's engine (:meth:`GatewayTranscription.prepare`).
+
+    :meth:`recognise` touches only the copied audio and the engine, never the gateway, so
+    the server runs it in a worker thread: a recognizer that takes seconds of CPU (Whisper)
+    then holds up only the stop that waits for it, not every other call.
+    """
+
+    call: CallState
+    seg: Segment
+    state: _CallTranscripts
+    pieces: list[tuple[str, npt.NDArray[np.int16], npt.NDArray[np.bool_], float]]
+
+    @property
+    def engine(self) -> TranscriptionEngine:
+        """The call's engine."""
+        return self.state.engine
+
+    def recognise(self) -> list[Utterance]:
+        """The engine's utterances for every participant's piece, in order."""
+        engine = self.state.engine
+        out: list[Utterance] = []
+        for role, audio, mask, offset_ms in self.pieces:
+            out += engine.transcribe(role, audio, mask, offset_ms=offset_ms)
+        return out
 
 
 class GatewayTranscription:
@@ -140,10 +168,21 @@ class GatewayTranscription:
         """Nothing to prepare: the segment logs what it streams (``seg.streamed_runs``)."""
 
     def segment_stopped(self, call: CallState, seg: Segment) -> None:
+        """Transcribe what ``seg`` streamed, here and now (see :meth:`prepare`)."""
+        job = self.prepare(call, seg)
+        if job is not None:
+            self.finish(job, job.recognise())
+
+    def prepare(self, call: CallState, seg: Segment) -> RecognitionJob | None:
+        """What a closing segment hands the recognizer: each participant's streamed audio
+        and mask, copied out of the call, so that :meth:`RecognitionJob.recognise` may run
+        anywhere (a worker thread, off the server's event loop) while the call goes on.
+        None when there is nothing to transcribe (no engine, or a segment that did not
+        start)."""
         state = self._calls.get(call.guid)
         if state is None or not seg.transcribing:
-            return
-        utterances: list[Utterance] = []
+            return None
+        pieces: list[tuple[str, npt.NDArray[np.int16], npt.NDArray[np.bool_], float]] = []
         for channel, role in seg.roles.items():
             timeline = call.timelines.get(channel)
             runs = seg.streamed_runs.get(channel)
@@ -154,7 +193,7 @@ class GatewayTranscription:
             # boundary so that audible() sees the frames it would see in the whole call.
             lo = min(r[0] for r in runs) // FRAME * FRAME
             hi = -(-max(r[1] for r in runs) // FRAME) * FRAME
-            audio = timeline.audio(lo, hi)
+            audio = timeline.audio(lo, hi)  # a copy: the job may outlive this turn
             mask = np.zeros(len(audio), np.bool_)
             for start, end, marks in runs:
                 if marks is None:
@@ -162,7 +201,12 @@ class GatewayTranscription:
                 else:
                     mask[start - lo : end - lo] |= marks
             mask &= audible(audio)
-            utterances += state.engine.transcribe(role, audio, mask, offset_ms=lo / SAMPLES_PER_MS)
+            pieces.append((str(role), audio, mask, lo / SAMPLES_PER_MS))
+        return RecognitionJob(call, seg, state, pieces)
+
+    def finish(self, job: RecognitionJob, utterances: list[Utterance]) -> None:
+        """Redact, count, store and send what :meth:`RecognitionJob.recognise` heard."""
+        call, seg, state = job.call, job.seg, job.state
         ctx = SegmentContext(
             call.guid,
             {str(role): sid for role, sid in seg.stream_ids.items()},

@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from mgsim.media._base import (
 from mgsim.media.g711 import ulaw_decode, ulaw_encode_array
 
 __all__ = [
+    "CALL_SID",
     "CLOSE_CODES",
     "DEFAULT_ACCOUNT_SID",
     "MAX_MESSAGE_BYTES",
@@ -79,10 +81,15 @@ MAX_TIMESTAMP_MS = 24 * 3600 * 1000
 """Latest media ``timestamp`` accepted (one day): later ones would make the gateway allocate
 absurd timelines, so they are rejected as malformed."""
 
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")
+"""A Twilio Call SID: ``CA`` and 32 lowercase hex digits (the start-streaming guid's form).
+Stream SIDs (``MZ``) and account SIDs (``AC``) have the same shape."""
+
 CLOSE_CODES: dict[str, int] = {
     "bad-json": 1007,
     "bad-base64": 1007,
     "missing-field": 1007,
+    "bad-sid": 1007,
     "unknown-event": 1003,
     "bad-format": 1003,
     "wrong-order": 1008,
@@ -90,8 +97,9 @@ CLOSE_CODES: dict[str, int] = {
     "oversize": 1009,
 }
 """WebSocket close code (RFC 6455) the gateway should use for each :class:`TwilioError`
-reason: 1007 invalid payload data, 1003 data it cannot accept, 1008 policy violation,
-1009 message too big."""
+reason: 1007 invalid payload data (a malformed field or SID), 1003 data it cannot accept,
+1008 policy violation, 1009 message too big. (A start whose callSid another stream already
+has is refused by the gateway, not the decoder, with 1008 and reason ``guid-in-use``.)"""
 
 _NUMBER_DIGITS = 15  # string-numbers longer than this are not believable counters
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
@@ -319,6 +327,21 @@ def _str(msg: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+_SID_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+def _sid(msg: dict[str, Any], key: str, prefix: str, where: str) -> str:
+    """A Twilio SID field: ``prefix`` and 32 lowercase hex digits, the whole value."""
+    value = _str(msg, key, where)
+    if not (value.startswith(prefix) and _SID_HEX.fullmatch(value, 2)):
+        raise _fail(
+            "bad-sid",
+            f"{where}: {key!r} must be {prefix} followed by 32 lowercase hex digits, "
+            f"got {value[:40]!r}",
+        )
+    return value
+
+
 def _num(msg: dict[str, Any], key: str, where: str, minimum: int = 0) -> int:
     value = msg.get(key)
     if (
@@ -472,12 +495,14 @@ class TwilioDecoder:
         if self._state not in ("idle", "connected"):
             raise _fail("wrong-order", f"'start' while {self._state}")
         _num(msg, "sequenceNumber", "start")
-        sid = _str(msg, "streamSid", "start")
+        # The SIDs are checked for their form: the callSid becomes the call's guid, and a
+        # guid that start-streaming would refuse (400-201) makes a call nobody can start.
+        sid = _sid(msg, "streamSid", "MZ", "start")
         body = _obj(msg, "start", "start")
         if _str(body, "streamSid", "start") != sid:
             raise _fail("wrong-stream", "start: start.streamSid differs from streamSid")
-        account = _str(body, "accountSid", "start")
-        call_sid = _str(body, "callSid", "start")
+        account = _sid(body, "accountSid", "AC", "start")
+        call_sid = _sid(body, "callSid", "CA", "start")
         tracks = body.get("tracks")
         if (
             not isinstance(tracks, list)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import inspect
 import logging
 import math
 import random
@@ -45,7 +46,7 @@ from starlette.routing import Route
 from mgsim.clock import Clock, SystemClock, VirtualClock
 from mgsim.contract import ContractViolation, Problem, spec_text, validate
 from mgsim.gateway import ROLES, Gateway, StartParams
-from mgsim.gateway.calls import DEFAULT_KEEP_AUDIO_OF
+from mgsim.gateway.calls import DEFAULT_KEEP_AUDIO_OF, Segment
 from mgsim.server import injection, jsonbody
 from mgsim.server.config import SimulatorConfig
 from mgsim.server.faults import (
@@ -62,6 +63,7 @@ from mgsim.server.injection import (
 )
 from mgsim.server.jsonbody import BodyError, content_type_problem
 from mgsim.server.limits import DailyQuota, SpikeArrest
+from mgsim.server.routing import one_path
 from mgsim.server.rules import check_guid, check_start
 from mgsim.server.tokens import TwilioTokens
 from mgsim.server.warmup import warm_up
@@ -209,19 +211,22 @@ def _endpoint(
     vendor: bool = True,
     per_call: bool = False,
     name: str = "",
+    body_optional: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler in the common pipeline and the error envelope.
 
     Vendor endpoints (``name`` is what fault rules match) meet injected faults. Injected
     latency is spent before the handler runs, except for ``per_call`` handlers (start/stop),
-    which spend it while holding their call, as a slow gateway would. An unexpected error
+    which spend it while holding their call, as a slow gateway would. With
+    ``body_optional`` an empty body reaches the handler as None. An unexpected error
     is start/stop's own 500-201 there, and the vendor's generic 500-01 everywhere else.
     """
     internal = "500-201" if per_call else "500-01"
 
     async def process(state: ServerState, request: Request, raw: bytes) -> Response:
         try:
-            body = _parse_json(request, raw, schema) if schema else None
+            wanted = schema is not None and (raw or not body_optional)
+            body = _parse_json(request, raw, schema) if schema and wanted else None
             return await handler(state, request, body)
         except Problem as problem:
             return _envelope(state, problem)
@@ -281,7 +286,8 @@ def _endpoint(
 async def _with_guid_lock(
     state: ServerState, request: Request, namespace: str, guid: str, action: Callable[[], Any]
 ) -> Any:
-    """Run ``action`` holding the call: a second request meanwhile gets 409-202."""
+    """Run ``action`` holding the call: a second request meanwhile gets 409-202. An
+    ``action`` that returns an awaitable holds the call until it is done."""
     call = state.gateway.get(namespace, guid)
     if call.pending:
         raise Problem("409-202", f"Another API request for guid {guid} is pending")
@@ -289,9 +295,40 @@ async def _with_guid_lock(
     try:
         if request.state.delay:
             await state.clock.asleep(request.state.delay)
-        return action()
+        result = action()
+        return await result if inspect.isawaitable(result) else result
     finally:
         call.pending = False
+
+
+async def _stop_and_transcribe(state: ServerState, namespace: str, guid: str) -> Segment:
+    """Stop streaming; recognize what the segment streamed in a worker thread under a real
+    clock, so that a recognizer taking seconds of CPU (Whisper) leaves the event loop free
+    for every other call meanwhile. Under a virtual clock it runs in line: the simulation
+    stays deterministic, each stop complete before the next event. So does the reference
+    engine, which replays a script in microseconds: a thread would only make its stop's
+    answer later, and a scripted call's timing is what its tests compare."""
+    seg, job = state.gateway.stop_deferred(namespace, guid)
+    if job is not None:
+        if isinstance(state.clock, VirtualClock) or isinstance(job.engine, ScriptEngine):
+            utterances = job.recognise()
+            state.gateway.transcription.finish(job, utterances)
+        else:
+            # A task of its own, shielded: a request cancelled meanwhile (its client gone)
+            # still has its segment transcribed, stored and sent.
+            async def recognise() -> None:
+                utterances = await asyncio.to_thread(job.recognise)
+                state.gateway.transcription.finish(job, utterances)
+
+            task = asyncio.ensure_future(recognise())
+            _RECOGNISING.add(task)
+            task.add_done_callback(_RECOGNISING.discard)
+            await asyncio.shield(task)
+    return seg
+
+
+_RECOGNISING: set[asyncio.Task[None]] = set()
+"""Recognitions in worker threads, kept referenced until they finish."""
 
 
 async def _start(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
@@ -327,7 +364,7 @@ async def _stop(state: ServerState, request: Request, body: dict[str, Any] | Non
         request,
         body["namespace"],
         body["guid"],
-        lambda: state.gateway.stop(body["namespace"], body["guid"]),
+        lambda: _stop_and_transcribe(state, body["namespace"], body["guid"]),
     )
     code, description = seg.status
     participants = {
@@ -465,18 +502,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _envelope(state, Problem("404-01", f"No such path: {path}{hint}"))
 
 
-def _one_path(path: str, **by_method: Callable[[Request], Awaitable[Response]]) -> Route:
-    """One route for a path whose methods have different handlers, so that a 405 there
-    names every method the path has in its ``Allow`` header (one route per method would
-    name only the first route's)."""
-
-    async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await by_method[method](request)
-
-    return Route(path, dispatch, methods=list(by_method))
-
-
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     """Under a real server: warm up off the loop (:mod:`mgsim.server.warmup`), then the
@@ -543,7 +568,7 @@ def create_app(
             _endpoint(_sim_open, schema="SimCallRequest", vendor=False),
             methods=["POST"],
         ),
-        _one_path(
+        one_path(
             "/_sim/v1/calls/{guid}",
             GET=_endpoint(_sim_get, vendor=False),
             DELETE=_endpoint(_sim_delete, vendor=False),
@@ -553,7 +578,7 @@ def create_app(
             _endpoint(_sim_script, schema="SimScriptRequest", vendor=False),
             methods=["PUT"],
         ),
-        _one_path(
+        one_path(
             "/_sim/v1/faults",
             GET=_endpoint(sim_faults_list, vendor=False),
             POST=_endpoint(sim_faults_add, schema="FaultRuleRequest", vendor=False),
@@ -566,7 +591,7 @@ def create_app(
         ),
         Route("/openapi.yaml", _openapi, methods=["GET"]),
         # Real media transports: Twilio/AudioHook WebSockets, Kinesis Video over HTTP.
-        *media_routes(TWILIO_WS_PREFIX, lambda h: _endpoint(h, vendor=False)),
+        *media_routes(TWILIO_WS_PREFIX, partial(_endpoint, vendor=False)),
     ]
     app = Starlette(
         routes=routes,

@@ -50,6 +50,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from mgsim.errors import ConfigError
+from mgsim.gateway.guids import canonical_guid
+from mgsim.server.rules import guid_form_problem
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -169,10 +171,15 @@ class FaultRule:
                     "namespace", f"{self.endpoint} requests carry no namespace to match"
                 )
         if self.guid is not None:
-            if not 1 <= len(self.guid) <= 128:
+            if not isinstance(self.guid, str) or not 1 <= len(self.guid) <= 128:
                 raise FaultRuleError("guid", "must be 1 to 128 characters")
             if self.endpoint == "twilio-media-stream-url":
                 raise FaultRuleError("guid", "twilio-media-stream-url requests carry no guid")
+            # The form start-streaming asks (a whole match): a guid no call can have, such
+            # as one with a trailing newline, would silently match nothing.
+            problem = guid_form_problem(self.namespace, self.guid)
+            if problem is not None:
+                raise FaultRuleError("guid", problem.removeprefix("the guid ").strip())
         if self.error is not None and self.error not in INJECTABLE_CODES:
             raise FaultRuleError("error", f"must be one of: {', '.join(sorted(INJECTABLE_CODES))}")
         for name in ("latency_ms", "spread_ms"):
@@ -225,7 +232,7 @@ class FaultRule:
         return (
             (self.endpoint == "any" or self.endpoint == request.endpoint)
             and (self.namespace is None or self.namespace == request.namespace)
-            and (self.guid is None or self.guid == request.guid)
+            and (self.guid is None or _same_guid(self.guid, request.guid))
         )
 
     def draw_latency_ms(self, rng: random.Random) -> float:
@@ -258,6 +265,13 @@ class FaultRule:
                 raise FaultRuleError(key, "unknown field; check the spelling")
             kwargs[by_json[key]] = value
         return cls(**kwargs)
+
+
+def _same_guid(rule: str, request: str | None) -> bool:
+    # UUIDs compare case-insensitively, as the gateway keys calls (mgsim.gateway.guids).
+    return request is not None and (
+        rule == request or canonical_guid(rule) == canonical_guid(request)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,17 @@ import re
 from typing import Any
 
 from mgsim.contract import Problem
+from mgsim.media.twilio import CALL_SID
 
-__all__ = ["check_guid", "check_start"]
+__all__ = ["check_guid", "check_start", "guid_form_problem"]
 
 _GUID_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
     "siprec": (
         re.compile(r"[0-9]+(-[0-9]+)*"),
         "a UCID in decimal form (digits, optionally in dash-separated groups)",
     ),
-    "twilio": (re.compile(r"CA[0-9a-f]{32}"), "a Twilio Call SID: CA followed by 32 hex digits"),
+    # The same form the Twilio decoder asks of a stream's callSid.
+    "twilio": (CALL_SID, "a Twilio Call SID: CA followed by 32 hex digits"),
     "amazonconnect": (
         re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
         "an Amazon Connect ContactId (a lowercase UUID)",
@@ -40,9 +42,29 @@ _PARAMS_OF = {
 
 def check_guid(namespace: str, guid: str) -> None:
     """400-201 unless ``guid`` has the form the platform gives its call ids."""
-    pattern, form = _GUID_FORMS[namespace]
-    if not pattern.fullmatch(guid):
-        raise Problem("400-201", f"guid: for namespace {namespace} the guid must be {form}")
+    problem = guid_form_problem(namespace, guid)
+    if problem is not None:
+        raise Problem("400-201", f"guid: {problem}")
+
+
+def guid_form_problem(namespace: str | None, guid: str) -> str | None:
+    """Why ``guid`` cannot be a call id of ``namespace`` (of any platform when None), or
+    None when it can.
+
+    >>> guid_form_problem(None, "CA" + "0" * 32) is None
+    True
+    >>> guid_form_problem(None, "1234\\n") is None  # a trailing newline is no UCID
+    False
+    """
+    if namespace is not None:
+        pattern, form = _GUID_FORMS[namespace]
+        if pattern.fullmatch(guid):
+            return None
+        return f"for namespace {namespace} the guid must be {form}"
+    if any(pattern.fullmatch(guid) for pattern, _ in _GUID_FORMS.values()):
+        return None
+    forms = "; ".join(form for _, form in _GUID_FORMS.values())
+    return f"the guid must be a call id of one of the platforms: {forms}"
 
 
 def check_start(body: dict[str, Any], *, redaction_rules_configured: bool) -> None:

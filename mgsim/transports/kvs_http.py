@@ -18,7 +18,10 @@ consumer use them.
   "ContinuationToken": ...}}``: streams the fragments (``video/webm``) from the selector,
   then follows the stream while a producer writes it; ends when the producer stops or the
   client goes away. Errors as above (``ResourceNotFoundException`` 404 for an unknown
-  stream, ``InvalidArgumentException`` 400 otherwise).
+  stream, ``InvalidArgumentException`` 400 otherwise). The body is read as every JSON body
+  of the simulator (:mod:`mgsim.server.jsonbody`): one that is not UTF-8 JSON text (a
+  byte-order mark, a lone surrogate, ``NaN``) or declares another content type than JSON
+  is an ``InvalidArgumentException`` saying why.
 
 Request-level errors (no ARN, malformed ARN, body over :data:`MAX_PUT_BYTES`) answer the
 same JSON shape before anything is stored.
@@ -35,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mgsim.media.kvs import KvsError, StartSelector, parse_arn, split_fragments
+from mgsim.server.jsonbody import BodyError, content_type_problem, loads
 from mgsim.transports.hub import Feeder, MediaHub, hub_of
 
 __all__ = ["MAX_PUT_BYTES", "POLL_S", "end_media", "get_media", "put_media"]
@@ -144,17 +148,32 @@ def _selector(body: Any) -> tuple[str, StartSelector]:
     return body["StreamARN"], selector
 
 
+# The JSON content types AWS SDKs declare for a JSON request body.
+_AWS_JSON = frozenset({"application/x-amz-json-1.0", "application/x-amz-json-1.1"})
+
+
+def _json_body(request: Request, raw: bytes) -> Any:
+    """The body read as every JSON body the simulator takes (:mod:`mgsim.server.jsonbody`:
+    UTF-8 without a byte-order mark, only Unicode text, finite numbers, a JSON content type
+    if one is declared), refused in the KVS shape: ``InvalidArgumentException`` (400) with
+    the reader's message, since GetMedia is AWS's API, not the vendor's."""
+    declared = request.headers.get("content-type")
+    if declared is not None and declared.split(";")[0].strip().lower() not in _AWS_JSON:
+        problem = content_type_problem(declared)
+        if problem is not None:
+            raise KvsError(problem, reason="bad-selector")
+    try:
+        return loads(raw)
+    except BodyError as exc:
+        raise KvsError(str(exc), reason="bad-selector") from None
+
+
 async def get_media(request: Request) -> Response:
     """GetMedia: fragments from a start selector, following a live stream."""
     hub = hub_of(request.app)
     try:
         # A selector is a few hundred bytes: read at most what a PutMedia may send.
-        body = json.loads(await _body(request))
-    except KvsError as exc:
-        return kvs_error(exc)
-    except (ValueError, RecursionError):
-        return kvs_error(KvsError("body is not JSON", reason="bad-selector"))
-    try:
+        body = _json_body(request, await _body(request))
         arn, selector = _selector(body)
         stream = hub.gateway.kvs_media.stream(arn)
         cursor = stream.start(selector)

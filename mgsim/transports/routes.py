@@ -10,8 +10,10 @@ open sessions, the frame lateness, the SIP ports and, under a real server, ``loo
 longest stall of the event loop seen (``worst_stall_ms``, measured by a
 :class:`~mgsim.transports.loopwatch.LoopWatch` ticker; a blocking call on any path shows
 there; ``worst_stall_cpu_ms`` counts only the loop thread's CPU time, which a process the
-operating system did not run does not spend); ``POST`` to it with
-``{"reset_lateness": true}`` starts a fresh lateness and stall measurement.
+operating system did not run does not spend); ``POST`` to it (no body, or
+``{"reset_lateness": true}``) starts a fresh lateness and stall measurement and answers the
+statistics after the reset; ``{"reset_lateness": false}`` only answers them. The contract
+(``/_sim/v1/media/...``) gives both answers' schemas.
 ``GET /_sim/v1/media/calls/{guid}`` answers one call's media accounting (open or ended),
 its platform pauses (samples) and, while its media session is kept, the session's
 per-stream counters (SIPREC: per m-line received, lost, paused, SSRC changes, RTCP).
@@ -28,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from mgsim.server.routing import one_path
 from mgsim.transports.hub import MediaHub, hub_of
 from mgsim.transports.kvs_http import end_media, get_media, put_media
 from mgsim.transports.loopwatch import LoopWatch
@@ -41,16 +44,20 @@ MEDIA_CALLS = "/_sim/v1/media/calls/{guid}"
 
 
 def media_routes(twilio_prefix: str, endpoint: Any) -> list[BaseRoute]:
-    """The transport routes; ``endpoint`` wraps a handler in the app's credential check and
-    error envelope (as ``mgsim.server.app._endpoint`` with ``vendor=False``)."""
+    """The transport routes; ``endpoint`` wraps a handler in the app's credential check,
+    body reading (``schema``, ``body_optional``) and error envelope (as
+    ``mgsim.server.app._endpoint`` with ``vendor=False``)."""
     return [
         WebSocketRoute(twilio_prefix + "{token}", twilio_endpoint),
         WebSocketRoute(AUDIOHOOK_PATH, audiohook_endpoint),
         Route("/putMedia", put_media, methods=["PUT", "POST"]),
         Route("/putMedia", end_media, methods=["DELETE"]),
         Route("/getMedia", get_media, methods=["POST"]),
-        Route(MEDIA_STATS, endpoint(_stats), methods=["GET"]),
-        Route(MEDIA_STATS, endpoint(_reset), methods=["POST"]),
+        one_path(
+            MEDIA_STATS,
+            GET=endpoint(_stats),
+            POST=endpoint(_reset, schema="SimMediaStatsReset", body_optional=True),
+        ),
         Route(MEDIA_CALLS, endpoint(_call), methods=["GET"]),
     ]
 
@@ -60,10 +67,12 @@ async def _stats(state: Any, request: Request, body: Any) -> Response:
 
 
 async def _reset(state: Any, request: Request, body: Any) -> Response:
+    # The body is optional (an empty POST resets); {"reset_lateness": false} only reads.
     hub = hub_of(request.app)
-    hub.lateness.reset()
-    if hub.loop_watch is not None:
-        hub.loop_watch.reset()
+    if (body or {}).get("reset_lateness", True):
+        hub.lateness.reset()
+        if hub.loop_watch is not None:
+            hub.loop_watch.reset()
     return JSONResponse(hub.stats())
 
 

@@ -6,8 +6,11 @@ Both feed the same media sessions as in-process playback (:mod:`mgsim.gateway.se
   ``GET /mg-autotranscribe/v1/twilio-media-stream-url`` hands out. The token is checked
   before anything is read: a forged or expired one gets the socket closed with 1008
   (policy violation). One token may open many streams during its 5-minute life. A message
-  the decoder refuses closes the socket with the session's ``close_code`` (1007 bad JSON or
-  base64, 1003 unknown event, 1008 wrong order, 1009 too big).
+  the decoder refuses closes the socket with the session's ``close_code`` and the reason as
+  the close reason (1007 bad JSON or base64, or ``bad-sid``: a start whose callSid,
+  streamSid or accountSid is not its prefix and 32 lowercase hex digits; 1003 unknown event;
+  1008 wrong order, or ``guid-in-use``: a start whose callSid another open stream or call
+  already has; 1009 too big). A refused start opens no call.
 * ``/audiohook/ws``: the upgrade request must carry a valid, fresh HTTP message signature
   (RFC 9421, the configured API key and client secret; see
   :mod:`mgsim.media.audiohook_signature` for the freshness rules, and a nonce is never

@@ -1,0 +1,157 @@
+"""A slow recognizer at stop-streaming holds up only that stop, not the other calls.
+
+The server recognizes a closing segment in a worker thread under a real clock (Whisper
+takes seconds of CPU per window). A fake engine blocks inside ``transcribe`` until the test
+releases it; meanwhile another call's start and stop, and the same call's second stop, are
+answered. Nothing is timed: the engine's wait is bounded only so that a regression (the
+recognition back on the event loop, where nothing else can run until it returns) fails
+instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import HEADERS
+
+from mgsim.gateway.mapping import default_channels
+from mgsim.server.config import SimulatorConfig
+from mgsim.simulator import Simulator
+from mgsim.speech.engine import TimedWord, Utterance
+
+START = "/mg-autotranscribe/v1/start-streaming"
+STOP = "/mg-autotranscribe/v1/stop-streaming"
+SLOW, OTHER = "1111", "2222"
+BOUND_S = 20.0  # only a bound: the test never waits this long unless it is failing
+
+
+class BlockingEngine:
+    """Recognizes one word per participant, but only once :attr:`release` is set."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+        self.on_loop: list[bool] = []  # per call: was it made from the event loop's thread?
+
+    def transcribe(
+        self, role: str, pcm: Any, streamed: Any, *, offset_ms: float = 0.0
+    ) -> list[Utterance]:
+        try:
+            asyncio.get_running_loop()
+            self.on_loop.append(True)
+        except RuntimeError:  # a worker thread runs no event loop
+            self.on_loop.append(False)
+        self.entered.set()
+        self.release.wait(BOUND_S)
+        self.returned.set()
+        return [Utterance(role, offset_ms, offset_ms + 400, (TimedWord("hello", 0, 400),))]
+
+
+def body(guid: str) -> dict[str, str]:
+    return {"namespace": "siprec", "guid": guid, "customerId": "c-1", "agentId": "a-1"}
+
+
+def stop(guid: str) -> dict[str, str]:
+    return {"namespace": "siprec", "guid": guid}
+
+
+def stream_audio(sim: Simulator, guid: str) -> None:
+    call = sim.gateway.calls[guid]
+    for channel in default_channels("siprec"):
+        call.receive(channel, 0, np.full(8000, 900, np.int16), sim.clock.now())
+
+
+async def scenario(sim: Simulator, engine: BlockingEngine) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    transport = sim.async_transport()
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim", headers=HEADERS) as c:
+        for guid in (SLOW, OTHER):
+            sim.gateway.open_call("siprec", guid)
+        sim.gateway.transcription.attach(SLOW, engine)
+        assert (await c.post(START, json=body(SLOW))).status_code == 200
+        stream_audio(sim, SLOW)
+
+        slow_stop = asyncio.ensure_future(c.post(STOP, json=stop(SLOW)))
+        # Bounded: returns as soon as the engine is inside transcribe.
+        assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
+        # The recognition is running: other requests are answered meanwhile.
+        seen["other_start"] = (await c.post(START, json=body(OTHER))).status_code
+        seen["other_stop"] = (await c.post(STOP, json=stop(OTHER))).status_code
+        seen["same_call_again"] = (await c.post(STOP, json=stop(SLOW))).json()["error"]["code"]
+        seen["engine_still_busy"] = not engine.returned.is_set()
+        seen["stop_still_waiting"] = not slow_stop.done()
+        engine.release.set()
+        answer = await asyncio.wait_for(slow_stop, BOUND_S)
+        seen["slow_stop"] = answer.status_code
+        seen["summary"] = answer.json()["autotranscribeResponse"]["customer"]["summary"]
+        seen["messages"] = len(sim.gateway.conversation(SLOW))
+    return seen
+
+
+@pytest.mark.timeout(90)
+def test_a_slow_recognition_leaves_other_calls_answered() -> None:
+    engine = BlockingEngine()
+    with Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False) as sim:
+        try:
+            seen = asyncio.run(scenario(sim, engine))
+        finally:
+            engine.release.set()
+    assert seen["engine_still_busy"] and seen["stop_still_waiting"], seen
+    assert (seen["other_start"], seen["other_stop"]) == (200, 200)
+    assert seen["same_call_again"] == "409-202"  # the stop is still in flight
+    # Once released, the stop's summary counts the transcripts the engine gave.
+    assert seen["slow_stop"] == 200 and seen["summary"]["transcripts"] == 1, seen
+    assert seen["messages"] == 2  # one per participant, stored for the conversation API
+    assert engine.on_loop == [False, False]  # customer and agent, both in a worker thread
+
+
+def test_under_a_virtual_clock_recognition_runs_in_line() -> None:
+    """Deterministic simulation: each stop is complete, in the loop's own thread."""
+    engine = BlockingEngine()
+    engine.release.set()
+    with Simulator(SimulatorConfig(seed=6), virtual=True) as sim:
+        sim.gateway.open_call("siprec", SLOW)
+        sim.gateway.transcription.attach(SLOW, engine)
+        with httpx.Client(transport=sim.sync_transport(), base_url="http://sim") as http:
+            assert http.post(START, json=body(SLOW), headers=HEADERS).status_code == 200
+            stream_audio(sim, SLOW)
+            r = http.post(STOP, json=stop(SLOW), headers=HEADERS)
+    assert r.json()["autotranscribeResponse"]["agent"]["summary"]["transcripts"] == 1
+    assert engine.on_loop == [True, True]
+
+
+@pytest.mark.timeout(90)
+def test_a_stop_whose_client_leaves_is_still_transcribed() -> None:
+    engine = BlockingEngine()
+
+    async def leave_midway(sim: Simulator) -> int:
+        transport = sim.async_transport()
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sim", headers=HEADERS
+        ) as c:
+            sim.gateway.open_call("siprec", SLOW)
+            sim.gateway.transcription.attach(SLOW, engine)
+            assert (await c.post(START, json=body(SLOW))).status_code == 200
+            stream_audio(sim, SLOW)
+            slow_stop = asyncio.ensure_future(c.post(STOP, json=stop(SLOW)))
+            assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
+            slow_stop.cancel()  # in process, the request is cancelled with its client
+            with pytest.raises(asyncio.CancelledError):
+                await slow_stop
+            engine.release.set()
+            async with asyncio.timeout(BOUND_S):  # bounded: done once the thread returns
+                while len(sim.gateway.conversation(SLOW)) < 2:
+                    await asyncio.sleep(0.01)
+            return len(sim.gateway.conversation(SLOW))
+
+    with Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False) as sim:
+        try:
+            assert asyncio.run(leave_midway(sim)) == 2
+        finally:
+            engine.release.set()
