@@ -83,6 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides["keep_calls"] = args.keep_calls
     if args.audiohook_unsigned:
         overrides["audiohook_client_secret"] = None
+    if args.capture:
+        overrides["capture_dir"] = args.capture
     config = SimulatorConfig.from_env(**overrides)
     if not _is_loopback(args.host) and config.uses_default_credentials:
         raise ConfigError(
@@ -100,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port} (contract at /openapi.yaml)",
         file=sys.stderr,
     )
+    if config.capture_dir:
+        print(f"captures: one per call received, in {config.capture_dir}", file=sys.stderr)
     if config.sip_port:
         sip = f"{config.media_host}:{config.sip_port}"
         print(f"SIPREC: SIP on {sip} (UDP and TCP)", file=sys.stderr)
@@ -421,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ended calls kept, most recent first, with their transcripts (default 1000); "
         "older ones are let go so a long run stays in flat memory",
+    )
+    serve.add_argument(
+        "--capture",
+        metavar="DIR",
+        help="write one capture of every call received to DIR: SIPREC as pcapng (the SIP "
+        "and RTP with the sockets' addresses), Twilio and AudioHook as JSON lines of both "
+        "directions, Amazon Connect as its MKV fragments; each replays with mgsim replay",
     )
     serve.add_argument(
         "--audiohook-unsigned",

@@ -46,23 +46,29 @@ import contextlib
 import math
 import socket
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
 from mgsim.media.siprec_server import ALLOW as _ALLOW
 from mgsim.transports.hub import Feeder, MediaHub
 
-__all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
+if TYPE_CHECKING:
+    from mgsim.capture.live import CaptureDir, PacketCapture
+
+__all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "FRAME_MS", "RTP_LINGER_S", "SipServer"]
 
 RTP_LINGER_S = 2.0
 """How long a finished call's RTP ports stay bound, counting late packets."""
 DEFAULT_MEDIA_TIMEOUT_S = 30.0
 """RTP silence after which a SIPREC call counts as dropped (a common SBC/gateway default)."""
-_FRAME_MS = 20.0
+FRAME_MS = 20.0
+"""The grid a SIPREC call's media clock is stamped on (the packet time), from its first RTP
+packet (see :class:`~mgsim.transports.hub.Feeder`)."""
 _ANSWERED_KEPT = 4096  # final responses kept for retransmitted requests, at most
 ANSWER_KEPT_S = 32.0
 """How long a final response is kept to answer retransmissions of its request: 64*T1, the
@@ -70,6 +76,25 @@ longest a server transaction lasts (RFC 3261 17.2, Timer J; also how long a UAS 
 2xx awaiting its ACK, 13.3.1.4)."""
 
 Send = Callable[[bytes], None]
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Where a SIP message came from: ``proto`` (``"udp"``/``"tcp"``), the peer's and our
+    address, and ``send`` back to the peer (the UDP source, or the TCP connection)."""
+
+    proto: str
+    peer: Address
+    local: Address
+    send: Send
+
+
+def _address(value: Any) -> Address:
+    """``(host, port)`` of a socket address (IPv6 ones have four parts)."""
+    if isinstance(value, tuple | list) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return "", 0
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -77,10 +102,16 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.channel = channel
         self.rtcp = channel.startswith("rtcp:")
         self.dialog: _Dialog | None = None
+        self.local: Address = ("", 0)
+
+    def connection_made(self, transport: Any) -> None:
+        self.local = _address(transport.get_extra_info("sockname"))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         dialog = self.dialog
         if dialog is not None:
+            if dialog.capture is not None:
+                dialog.capture.packet("udp", _address(addr), self.local, data)
             if self.rtcp:
                 dialog.feeder.hub.count("media.siprec.rtcp")  # RTCP alone keeps no call alive
             else:
@@ -93,10 +124,13 @@ class _Dialog:
     call_id: str
     feeder: Feeder
     ports: tuple[int, int]
+    link: Link
+    """How the INVITE came: transport, the SBC's address, ours, and a way back to it."""
     transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     ended: bool = False
     last_rtp: float = field(default_factory=time.monotonic)  # for the media timeout
     watchdog: asyncio.TimerHandle | None = None
+    capture: PacketCapture | None = None
 
 
 class _SipUdp(asyncio.DatagramProtocol):
@@ -115,7 +149,8 @@ class _SipUdp(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             transport.sendto(payload, addr)
 
-        self.server.submit(data, send, "udp")
+        local = _address(transport.get_extra_info("sockname"))
+        self.server.submit(data, send, "udp", Link("udp", _address(addr), local, send))
 
 
 class _SipTcp(asyncio.Protocol):
@@ -136,9 +171,15 @@ class _SipTcp(asyncio.Protocol):
             if not transport.is_closing():
                 transport.write(payload)
 
+        link = Link(
+            "tcp",
+            _address(transport.get_extra_info("peername")),
+            _address(transport.get_extra_info("sockname")),
+            send,
+        )
         for item in self.parser.feed(data):
             if isinstance(item, SipMessage):
-                self.server.submit(item.to_bytes(), send, "tcp")
+                self.server.submit(item.to_bytes(), send, "tcp", link)
             else:
                 self.server.refuse(item, send)
 
@@ -179,7 +220,10 @@ class SipServer:
         self._answered: OrderedDict[tuple[str, int, str], tuple[float, bytes]] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._queue: asyncio.Queue[tuple[bytes, Send, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, Send, str, Link | None]] = asyncio.Queue()
+        self.captures: CaptureDir | None = getattr(hub, "captures", None)
+        self._captures: dict[str, PacketCapture] = {}  # by Call-ID, until the dialog goes
+        self._byes: dict[tuple[str, int], asyncio.TimerHandle | None] = {}  # ours, unanswered
         self._worker: asyncio.Task[None] | None = None
         self._next_rtp = rtp_ports[0] + rtp_ports[0] % 2 if rtp_ports else 0  # even
         self._lingering: set[asyncio.TimerHandle] = set()
@@ -238,9 +282,12 @@ class SipServer:
 
     # -- SIP
 
-    def submit(self, data: bytes, send: Send, transport: str = "udp") -> None:
-        """Queue one SIP message that came over ``transport`` (handled in arrival order)."""
-        self._queue.put_nowait((data, send, transport))
+    def submit(
+        self, data: bytes, send: Send, transport: str = "udp", link: Link | None = None
+    ) -> None:
+        """Queue one SIP message that came over ``transport`` (handled in arrival order);
+        ``link`` says between which addresses (for captures and the server's own BYE)."""
+        self._queue.put_nowait((data, send, transport, link))
 
     def refuse(self, exc: SipError, send: Send) -> None:
         """Count a message that could not be accepted and answer it if possible."""
@@ -251,20 +298,28 @@ class SipServer:
 
     async def _work(self) -> None:
         while True:
-            data, send, transport = await self._queue.get()
+            data, send, transport, link = await self._queue.get()
             try:
-                await self._handle(data, send, transport)
+                await self._handle(data, send, transport, link)
             except Exception as exc:  # one bad message must not stop SIP for every call
                 self.hub.count("media.siprec.error.internal")
                 with contextlib.suppress(Exception):
                     msg = parse_message(data)
                     send(response_to(msg, 500, reason=type(exc).__name__).to_bytes())
 
-    async def _handle(self, data: bytes, send: Send, transport: str = "udp") -> None:
+    async def _handle(
+        self, data: bytes, send: Send, transport: str = "udp", link: Link | None = None
+    ) -> None:
         try:
             msg = parse_message(data)
         except SipError as exc:
             self.refuse(exc, send)
+            return
+        capture = self._capture_for(msg, link)
+        if capture is not None and link is not None:
+            capture.packet(link.proto, link.peer, link.local, data)  # type: ignore[arg-type]
+            send = _recorded(send, capture, link)
+        if not msg.is_request and self._answered_bye(msg):
             return
         key = None
         if msg.is_request and msg.method != "ACK":
@@ -285,7 +340,7 @@ class SipServer:
         dialog = self.dialogs.get(msg.call_id)
         if dialog is None or dialog.ended:
             if msg.is_request and msg.method == "INVITE" and dialog is None:
-                await self._invite(msg, data, send, transport)
+                await self._invite(msg, data, send, transport, link)
             else:
                 self._no_dialog(msg, send)
             return
@@ -334,7 +389,22 @@ class SipServer:
         self.hub.count("media.siprec.error.no-dialog")
         send(response_to(msg, 481).to_bytes())
 
-    async def _invite(self, msg: SipMessage, data: bytes, send: Send, transport: str) -> None:
+    def _capture_for(self, msg: SipMessage, link: Link | None) -> PacketCapture | None:
+        """The capture of ``msg``'s call: a new INVITE starts one (``--capture``)."""
+        capture = self._captures.get(msg.call_id)
+        if (
+            capture is None
+            and self.captures is not None
+            and link is not None
+            and msg.method == "INVITE"
+            and msg.call_id not in self.dialogs
+        ):
+            capture = self._captures[msg.call_id] = self.captures.packets()
+        return capture
+
+    async def _invite(
+        self, msg: SipMessage, data: bytes, send: Send, transport: str, link: Link | None = None
+    ) -> None:
         call_id = msg.call_id
         socks: list[socket.socket] = []
 
@@ -352,7 +422,7 @@ class SipServer:
 
         feeder = self.hub.open(
             "siprec",
-            quantum_ms=_FRAME_MS,
+            quantum_ms=FRAME_MS,
             clock_from_media=True,
             allocate=allocate,
             address=self.host,
@@ -371,9 +441,16 @@ class SipServer:
             feeder.close()
             for reply in replies:
                 send(reply)
+            capture = self._captures.pop(call_id, None)
+            if capture is not None:
+                capture.finish(None)  # no call: nothing to keep
             return
         protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
-        dialog = _Dialog(call_id, feeder, decoder.ports)
+        if link is None:
+            link = Link(transport, ("", 0), (self.host, self.port), send)
+        dialog = _Dialog(call_id, feeder, decoder.ports, link,
+                         capture=self._captures.get(call_id))  # fmt: skip
+        feeder.session.push = lambda _replies: self._gateway_bye(dialog)
         for protocol in protocols:
             protocol.dialog = dialog
         self.dialogs[call_id] = dialog
@@ -442,6 +519,78 @@ class SipServer:
         dialog.transports = []
         if self.dialogs.get(dialog.call_id) is dialog:
             del self.dialogs[dialog.call_id]
+        for key in [k for k in self._byes if k[0] == dialog.call_id]:
+            handle = self._byes.pop(key)
+            if handle is not None:
+                handle.cancel()
+        capture = self._captures.pop(dialog.call_id, None)
+        if capture is not None:
+            call = dialog.feeder.session.call
+            capture.finish(call.guid if call is not None else None)
+
+    # -- the gateway ends the call
+
+    def _gateway_bye(self, dialog: _Dialog) -> None:
+        """The gateway hung the call up (``DELETE /_sim/v1/calls/{guid}``): tell the SBC
+        with a BYE (RFC 3261 15.1.1), resent over UDP until answered, as timer E says."""
+        if dialog.ended:
+            return
+        session = dialog.feeder.session
+        decoder: Any = getattr(session, "decoder", None)
+        link = dialog.link
+        branch = f"z9hG4bK{uuid.uuid4().hex}"
+        via = f"SIP/2.0/{link.proto.upper()} {self.host}:{self.port};branch={branch}"
+        try:
+            data = decoder.bye(via)
+        except ConfigError:
+            return
+        send, dest = link.send, link.peer
+        if link.proto == "udp":
+            dest = _request_destination(decoder, link.peer)
+            udp = self._udp
+
+            def send(payload: bytes) -> None:
+                if udp is not None:
+                    udp.sendto(payload, dest)
+
+        if dialog.capture is not None:
+            send = _recorded(send, dialog.capture, Link(link.proto, dest, link.local, send))
+        key = (dialog.call_id, int(data.split(b"CSeq: ", 1)[1].split(b" ", 1)[0]))
+        self._byes[key] = None
+        send(data)
+        self.hub.count("media.siprec.gateway-bye")
+        if link.proto == "udp":
+            self._resend_bye(key, send, data, 0.5, time.monotonic() + ANSWER_KEPT_S)
+        self._finish(dialog)
+
+    def _resend_bye(self, key: tuple[str, int], send: Send, data: bytes, interval: float,
+                    until: float) -> None:  # fmt: skip
+        loop = asyncio.get_running_loop()
+
+        def again() -> None:
+            if key not in self._byes:
+                return
+            if time.monotonic() >= until:
+                del self._byes[key]  # timer F: the SBC never answered
+                return
+            send(data)
+            self._resend_bye(key, send, data, min(interval * 2, 4.0), until)
+
+        self._byes[key] = loop.call_later(interval, again)
+
+    def _answered_bye(self, msg: SipMessage) -> bool:
+        """Whether ``msg`` is the final response to a BYE of ours (nothing else to do)."""
+        try:
+            number, method = msg.cseq
+        except SipError:
+            return False
+        key = (msg.call_id, number)
+        if method != "BYE" or key not in self._byes or msg.status < 200:
+            return method == "BYE" and key in self._byes  # a provisional one: keep waiting
+        handle = self._byes.pop(key)
+        if handle is not None:
+            handle.cancel()
+        return True
 
     # -- RTP ports
 
@@ -495,3 +644,28 @@ def _udp_socket(host: str, port: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _recorded(send: Send, capture: PacketCapture, link: Link) -> Send:
+    """``send``, recording each message in ``capture`` as sent from us to the peer."""
+
+    def record(payload: bytes) -> None:
+        capture.packet(link.proto, link.local, link.peer, payload)  # type: ignore[arg-type]
+        send(payload)
+
+    return record
+
+
+def _request_destination(session: Any, fallback: Address) -> Address:
+    """Where a request of ours goes over UDP: the first route, else the SBC's Contact
+    (RFC 3261 12.2.1.1, 8.1.2), else where its INVITE came from."""
+    from mgsim.targets import parse_sip_uri
+
+    invite = getattr(session, "_invite", None)
+    routes = invite.get_all("Record-Route") if invite is not None else []
+    uri = routes[0].partition("<")[2].partition(">")[0] if routes else session.remote_target
+    try:
+        host, port, _ = parse_sip_uri(uri)
+    except ConfigError:
+        return fallback
+    return host, port
