@@ -205,7 +205,14 @@ def _call(args: argparse.Namespace) -> int:
     pacing = (
         realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
     )
-    with pacing:
+    live = None
+    if args.record and scenario.namespace == "siprec" and (
+        args.transport == "socket" or scenario.target is not None
+    ):
+        from mgsim.capture.live import recording
+
+        live = recording(args.record)  # the SIP and RTP exchange as it really went
+    with pacing, live or contextlib.nullcontext() as recorder:
         if args.transport == "socket" and scenario.target is None:
             from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
@@ -216,7 +223,8 @@ def _call(args: argparse.Namespace) -> int:
     if args.record:
         from mgsim.capture.command import record_call
 
-        print(f"mgsim: recorded {record_call(scenario, args.record)}", file=sys.stderr)
+        written = record_call(scenario, args.record, recorder)
+        print(f"mgsim: recorded {written}", file=sys.stderr)
     if args.json:
         print(json.dumps({**result.to_json(), "exit_code": exit_code(result)}, indent=2))
     else:

@@ -27,7 +27,8 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +39,15 @@ from mgsim.capture.jsonl import FORMAT
 from mgsim.errors import MgsimError
 from mgsim.media.audiohook_protocol import parse_position
 
-__all__ = ["CaptureDir", "FragmentCapture", "MessageCapture", "PacketCapture"]
+__all__ = [
+    "CaptureDir",
+    "FragmentCapture",
+    "MessageCapture",
+    "PacketCapture",
+    "SenderRecording",
+    "recording",
+    "sender_capture",
+]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -145,13 +154,13 @@ class Capture:
         """Where the capture ended up, once :meth:`finish` has been written."""
         self.done = False
 
-    def finish(self, guid: str | None) -> None:
-        """The call ended: close the file and name it for ``guid`` (None: no call was
-        opened, and the capture is deleted)."""
+    def finish(self, guid: str | None, to: Path | None = None) -> None:
+        """The call ended: close the file and name it for ``guid`` (or ``to``; None: no
+        call was opened, and the capture is deleted)."""
         if self.done:
             return
         self.done = True
-        self.owner.submit(lambda: self._finish(guid))
+        self.owner.submit(lambda: self._finish(guid, to))
 
     def received(self, at_ms: float, data: str | bytes) -> None:
         """A message from the platform, at ``at_ms`` on the call's media clock."""
@@ -165,17 +174,68 @@ class Capture:
     def _close_file(self) -> None:
         raise NotImplementedError
 
-    def _finish(self, guid: str | None) -> None:
+    def _finish(self, guid: str | None, to: Path | None = None) -> None:
         self._close_file()
         if guid is None:
             self.part.unlink(missing_ok=True)
             return
         if not self.part.exists():
             return
-        final = self.owner._final(self.namespace, guid, self.part.suffix)
-        self.part.rename(final)
+        final = to or self.owner._final(self.namespace, guid, self.part.suffix)
+        self.part.replace(final)
         self.path = final
         self.owner.written.append(final)
+
+
+class SenderRecording:
+    """A sender's live capture of one call (``mgsim call --record PATH`` over sockets):
+    what :func:`recording` hands out while a call is played."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.directory = CaptureDir(path.parent, recorded_by="client")
+        self.capture: PacketCapture | None = None
+
+    def for_sender(self, namespace: str) -> PacketCapture | None:
+        """The capture a new sender of ``namespace`` records into (SIPREC only: the other
+        platforms' messages are exactly the wires they play, recorded from those)."""
+        if namespace != "siprec" or self.capture is not None:
+            return None
+        self.capture = self.directory.packets()
+        self.capture.part = self.capture.part.with_suffix(self.path.suffix or ".pcapng")
+        return self.capture
+
+    def finish(self, guid: str) -> Path | None:
+        """Write the capture to :attr:`path`; None when no sender recorded anything."""
+        if self.capture is None:
+            return None
+        self.capture.finish(guid, self.path)
+        self.directory.close()
+        return self.path if self.path.exists() else None
+
+
+_RECORDING: ContextVar[SenderRecording | None] = ContextVar("mgsim_recording", default=None)
+
+
+@contextlib.contextmanager
+def recording(path: str | Path) -> Iterator[SenderRecording]:
+    """Record what the senders of calls played meanwhile (in this context) really sent
+    and received; :meth:`SenderRecording.finish` writes it."""
+    path = Path(path)
+    if path.suffix not in (".pcap", ".pcapng"):
+        raise CaptureError(f"a SIPREC capture is .pcap or .pcapng, not {path.name}")
+    rec = SenderRecording(path)
+    token = _RECORDING.set(rec)
+    try:
+        yield rec
+    finally:
+        _RECORDING.reset(token)
+
+
+def sender_capture(namespace: str) -> PacketCapture | None:
+    """The capture a sender created now records into, when inside :func:`recording`."""
+    rec = _RECORDING.get()
+    return rec.for_sender(namespace) if rec is not None else None
 
 
 class PacketCapture(Capture):

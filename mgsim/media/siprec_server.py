@@ -34,9 +34,9 @@ the call. What it answers, and why:
   the call ("the CANCEL request has no effect on the processing of the original request,
   no effect on any session state"); one that matches no INVITE gets ``481``.
 * **The gateway ends the call** (``DELETE /_sim/v1/calls/{guid}``): :meth:`bye` is the BYE
-  the recording server sends the SBC (RFC 3261 15.1.1, built as 12.2.1.1 says: to the
-  SBC's Contact, with the route set from ``Record-Route``, the dialog's tags swapped and
-  the server's own CSeq).
+  the recording server sends the SBC (RFC 3261 15.1.1, built as 12.2.1.1 says: the SBC's
+  Contact as Request-URI, the route set from ``Record-Route``, the dialog's tags swapped,
+  the server's own CSeq). The transport sends it where the INVITE came from.
 
 RTP that arrives while its m-line is paused is followed (its sequence number is not a gap
 later) and dropped once, as ``paused``. RTCP (on channels ``"rtcp:0"``/``"rtcp:1"``, or

@@ -544,17 +544,12 @@ class SipServer:
             data = decoder.bye(via)
         except ConfigError:
             return
-        send, dest = link.send, link.peer
-        if link.proto == "udp":
-            dest = _request_destination(decoder, link.peer)
-            udp = self._udp
-
-            def send(payload: bytes) -> None:
-                if udp is not None:
-                    udp.sendto(payload, dest)
-
+        # Sent where the SBC's INVITE came from (over TCP, on its connection): the next hop
+        # that reached us, whatever the Contact says behind a NAT or a proxy (the symmetric
+        # signalling RFC 3581 gives responses; mgsim's own SBC names a documentation address).
+        send = link.send
         if dialog.capture is not None:
-            send = _recorded(send, dialog.capture, Link(link.proto, dest, link.local, send))
+            send = _recorded(send, dialog.capture, link)
         key = (dialog.call_id, int(data.split(b"CSeq: ", 1)[1].split(b" ", 1)[0]))
         self._byes[key] = None
         send(data)
@@ -654,18 +649,3 @@ def _recorded(send: Send, capture: PacketCapture, link: Link) -> Send:
         send(payload)
 
     return record
-
-
-def _request_destination(session: Any, fallback: Address) -> Address:
-    """Where a request of ours goes over UDP: the first route, else the SBC's Contact
-    (RFC 3261 12.2.1.1, 8.1.2), else where its INVITE came from."""
-    from mgsim.targets import parse_sip_uri
-
-    invite = getattr(session, "_invite", None)
-    routes = invite.get_all("Record-Route") if invite is not None else []
-    uri = routes[0].partition("<")[2].partition(">")[0] if routes else session.remote_target
-    try:
-        host, port, _ = parse_sip_uri(uri)
-    except ConfigError:
-        return fallback
-    return host, port
