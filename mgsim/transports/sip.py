@@ -46,16 +46,24 @@ import contextlib
 import math
 import socket
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
 from mgsim.media.siprec_server import ALLOW as _ALLOW
-from mgsim.transports.hub import Feeder, MediaHub
+from mgsim.transports.hub import MediaHub
+from mgsim.transports.sip_dialog import (
+    Dialog,
+    Link,
+    RtpProtocol,
+    Send,
+    ServerByes,
+    address,
+    listen,
+    recorded,
+    udp_socket,
+)
 
 if TYPE_CHECKING:
     from mgsim.capture.live import CaptureDir, PacketCapture
@@ -75,63 +83,6 @@ ANSWER_KEPT_S = 32.0
 longest a server transaction lasts (RFC 3261 17.2, Timer J; also how long a UAS resends a
 2xx awaiting its ACK, 13.3.1.4)."""
 
-Send = Callable[[bytes], None]
-Address = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """Where a SIP message came from: ``proto`` (``"udp"``/``"tcp"``), the peer's and our
-    address, and ``send`` back to the peer (the UDP source, or the TCP connection)."""
-
-    proto: str
-    peer: Address
-    local: Address
-    send: Send
-
-
-def _address(value: Any) -> Address:
-    """``(host, port)`` of a socket address (IPv6 ones have four parts)."""
-    if isinstance(value, tuple | list) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return "", 0
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-        self.rtcp = channel.startswith("rtcp:")
-        self.dialog: _Dialog | None = None
-        self.local: Address = ("", 0)
-
-    def connection_made(self, transport: Any) -> None:
-        self.local = _address(transport.get_extra_info("sockname"))
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        dialog = self.dialog
-        if dialog is not None:
-            if dialog.capture is not None:
-                dialog.capture.packet("udp", _address(addr), self.local, data)
-            if self.rtcp:
-                dialog.feeder.hub.count("media.siprec.rtcp")  # RTCP alone keeps no call alive
-            else:
-                dialog.last_rtp = time.monotonic()
-            dialog.feeder.feed(self.channel, data)
-
-
-@dataclass(eq=False)
-class _Dialog:
-    call_id: str
-    feeder: Feeder
-    ports: tuple[int, int]
-    link: Link
-    """How the INVITE came: transport, the SBC's address, ours, and a way back to it."""
-    transports: list[asyncio.DatagramTransport] = field(default_factory=list)
-    ended: bool = False
-    last_rtp: float = field(default_factory=time.monotonic)  # for the media timeout
-    watchdog: asyncio.TimerHandle | None = None
-    capture: PacketCapture | None = None
-
 
 class _SipUdp(asyncio.DatagramProtocol):
     def __init__(self, server: SipServer) -> None:
@@ -149,8 +100,8 @@ class _SipUdp(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             transport.sendto(payload, addr)
 
-        local = _address(transport.get_extra_info("sockname"))
-        self.server.submit(data, send, "udp", Link("udp", _address(addr), local, send))
+        local = address(transport.get_extra_info("sockname"))
+        self.server.submit(data, send, "udp", Link("udp", address(addr), local, send))
 
 
 class _SipTcp(asyncio.Protocol):
@@ -173,8 +124,8 @@ class _SipTcp(asyncio.Protocol):
 
         link = Link(
             "tcp",
-            _address(transport.get_extra_info("peername")),
-            _address(transport.get_extra_info("sockname")),
+            address(transport.get_extra_info("peername")),
+            address(transport.get_extra_info("sockname")),
             send,
         )
         for item in self.parser.feed(data):
@@ -214,7 +165,7 @@ class SipServer:
         self.host = host
         self.port = port
         self.rtp_ports = rtp_ports
-        self.dialogs: dict[str, _Dialog] = {}
+        self.dialogs: dict[str, Dialog] = {}
         # Final responses by (Call-ID, CSeq number, method), oldest first, with the
         # monotonic time each was sent: kept ANSWER_KEPT_S, and never more than _ANSWERED_KEPT.
         self._answered: OrderedDict[tuple[str, int, str], tuple[float, bytes]] = OrderedDict()
@@ -223,7 +174,7 @@ class SipServer:
         self._queue: asyncio.Queue[tuple[bytes, Send, str, Link | None]] = asyncio.Queue()
         self.captures: CaptureDir | None = getattr(hub, "captures", None)
         self._captures: dict[str, PacketCapture] = {}  # by Call-ID, until the dialog goes
-        self._byes: dict[tuple[str, int], asyncio.TimerHandle | None] = {}  # ours, unanswered
+        self._byes = ServerByes()  # the server's own BYEs awaiting their answer
         self._worker: asyncio.Task[None] | None = None
         self._next_rtp = rtp_ports[0] + rtp_ports[0] % 2 if rtp_ports else 0  # even
         self._lingering: set[asyncio.TimerHandle] = set()
@@ -318,8 +269,8 @@ class SipServer:
         capture = self._capture_for(msg, link)
         if capture is not None and link is not None:
             capture.packet(link.proto, link.peer, link.local, data)  # type: ignore[arg-type]
-            send = _recorded(send, capture, link)
-        if not msg.is_request and self._answered_bye(msg):
+            send = recorded(send, capture, link)
+        if not msg.is_request and self._byes.answered(msg):
             return
         key = None
         if msg.is_request and msg.method != "ACK":
@@ -445,17 +396,17 @@ class SipServer:
             if capture is not None:
                 capture.finish(None)  # no call: nothing to keep
             return
-        protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
+        protocols = [RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
         if link is None:
             link = Link(transport, ("", 0), (self.host, self.port), send)
-        dialog = _Dialog(call_id, feeder, decoder.ports, link,
+        dialog = Dialog(call_id, feeder, decoder.ports, link,
                          capture=self._captures.get(call_id))  # fmt: skip
         feeder.session.push = lambda _replies: self._gateway_bye(dialog)
         for protocol in protocols:
             protocol.dialog = dialog
         self.dialogs[call_id] = dialog
         # Listening before the 200 OK goes out: the SBC sends RTP as soon as it has it.
-        dialog.transports = await self._listen(protocols, socks)
+        dialog.transports = await listen(protocols, socks)
         for reply in replies:
             send(reply)
         dialog.last_rtp = time.monotonic()
@@ -463,14 +414,14 @@ class SipServer:
 
     # -- media timeout
 
-    def _watch(self, dialog: _Dialog, delay_s: float) -> None:
+    def _watch(self, dialog: Dialog, delay_s: float) -> None:
         if dialog.ended or math.isinf(self.media_timeout_s):
             dialog.watchdog = None
             return
         loop = asyncio.get_running_loop()
         dialog.watchdog = loop.call_later(max(delay_s, 0.001), self._check, dialog)
 
-    def _check(self, dialog: _Dialog) -> None:
+    def _check(self, dialog: Dialog) -> None:
         dialog.watchdog = None
         if dialog.ended:
             return
@@ -484,7 +435,7 @@ class SipServer:
             return
         self._watch(dialog, self.media_timeout_s - idle)
 
-    def _drop(self, dialog: _Dialog, reason: str) -> None:
+    def _drop(self, dialog: Dialog, reason: str) -> None:
         """End ``dialog``'s call as dropped (no BYE came)."""
         session = dialog.feeder.session
         session.drop(reason)
@@ -493,7 +444,7 @@ class SipServer:
             self.hub.count(f"media.siprec.drop.{reason}")
         self._finish(dialog)
 
-    def _finish(self, dialog: _Dialog) -> None:
+    def _finish(self, dialog: Dialog) -> None:
         """The call is over: close its session now, its RTP ports after the linger."""
         if dialog.ended:
             return
@@ -513,16 +464,13 @@ class SipServer:
         handle = loop.call_later(RTP_LINGER_S, release)
         self._lingering.add(handle)
 
-    def _release(self, dialog: _Dialog) -> None:
+    def _release(self, dialog: Dialog) -> None:
         for transport in dialog.transports:
             transport.close()
         dialog.transports = []
         if self.dialogs.get(dialog.call_id) is dialog:
             del self.dialogs[dialog.call_id]
-        for key in [k for k in self._byes if k[0] == dialog.call_id]:
-            handle = self._byes.pop(key)
-            if handle is not None:
-                handle.cancel()
+        self._byes.forget(dialog.call_id)
         capture = self._captures.pop(dialog.call_id, None)
         if capture is not None:
             call = dialog.feeder.session.call
@@ -530,88 +478,26 @@ class SipServer:
 
     # -- the gateway ends the call
 
-    def _gateway_bye(self, dialog: _Dialog) -> None:
+    def _gateway_bye(self, dialog: Dialog) -> None:
         """The gateway hung the call up (``DELETE /_sim/v1/calls/{guid}``): tell the SBC
-        with a BYE (RFC 3261 15.1.1), resent over UDP until answered, as timer E says."""
+        with a BYE (RFC 3261 15.1.1), then end the dialog."""
         if dialog.ended:
             return
-        session = dialog.feeder.session
-        decoder: Any = getattr(session, "decoder", None)
-        link = dialog.link
-        branch = f"z9hG4bK{uuid.uuid4().hex}"
-        via = f"SIP/2.0/{link.proto.upper()} {self.host}:{self.port};branch={branch}"
-        try:
-            data = decoder.bye(via)
-        except ConfigError:
-            return
-        # Sent where the SBC's INVITE came from (over TCP, on its connection): the next hop
-        # that reached us, whatever the Contact says behind a NAT or a proxy (the symmetric
-        # signalling RFC 3581 gives responses; mgsim's own SBC names a documentation address).
-        send = link.send
-        if dialog.capture is not None:
-            send = _recorded(send, dialog.capture, link)
-        key = (dialog.call_id, int(data.split(b"CSeq: ", 1)[1].split(b" ", 1)[0]))
-        self._byes[key] = None
-        send(data)
-        self.hub.count("media.siprec.gateway-bye")
-        if link.proto == "udp":
-            self._resend_bye(key, send, data, 0.5, time.monotonic() + ANSWER_KEPT_S)
+        if self._byes.send(dialog, self.host, self.port):
+            self.hub.count("media.siprec.gateway-bye")
         self._finish(dialog)
 
-    def _resend_bye(self, key: tuple[str, int], send: Send, data: bytes, interval: float,
-                    until: float) -> None:  # fmt: skip
-        loop = asyncio.get_running_loop()
-
-        def again() -> None:
-            if key not in self._byes:
-                return
-            if time.monotonic() >= until:
-                del self._byes[key]  # timer F: the SBC never answered
-                return
-            send(data)
-            self._resend_bye(key, send, data, min(interval * 2, 4.0), until)
-
-        self._byes[key] = loop.call_later(interval, again)
-
-    def _answered_bye(self, msg: SipMessage) -> bool:
-        """Whether ``msg`` is the final response to a BYE of ours (nothing else to do)."""
-        try:
-            number, method = msg.cseq
-        except SipError:
-            return False
-        key = (msg.call_id, number)
-        if method != "BYE" or key not in self._byes or msg.status < 200:
-            return method == "BYE" and key in self._byes  # a provisional one: keep waiting
-        handle = self._byes.pop(key)
-        if handle is not None:
-            handle.cancel()
-        return True
-
     # -- RTP ports
-
-    async def _listen(
-        self, protocols: list[_RtpProtocol], socks: list[socket.socket]
-    ) -> list[asyncio.DatagramTransport]:
-        """Receive on the bound RTP/RTCP sockets (what arrived meanwhile waits in them)."""
-        loop = asyncio.get_running_loop()
-        transports: list[asyncio.DatagramTransport] = []
-        for protocol, sock in zip(protocols, socks, strict=True):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda p=protocol: p,  # type: ignore[misc]
-                sock=sock,
-            )
-            transports.append(transport)
-        return transports
 
     def _rtp_rtcp_sockets(self) -> tuple[socket.socket, socket.socket]:
         """An RTP socket on an even port and the RTCP one on the next (RFC 3550 11)."""
         if self.rtp_ports is None:
             for _ in range(64):
-                rtp = _udp_socket(self.host, 0)
+                rtp = udp_socket(self.host, 0)
                 port = int(rtp.getsockname()[1])
                 if port % 2 == 0 and port < 65535:
                     with contextlib.suppress(OSError):
-                        return rtp, _udp_socket(self.host, port + 1)
+                        return rtp, udp_socket(self.host, port + 1)
                 rtp.close()
             raise ConfigError("no free even/odd UDP port pair for RTP and RTCP")
         low, high = self.rtp_ports
@@ -620,32 +506,11 @@ class SipServer:
             port = self._next_rtp
             self._next_rtp = first if port + 3 > high else port + 2
             try:
-                rtp = _udp_socket(self.host, port)
+                rtp = udp_socket(self.host, port)
             except OSError:
                 continue
             try:
-                return rtp, _udp_socket(self.host, port + 1)
+                return rtp, udp_socket(self.host, port + 1)
             except OSError:
                 rtp.close()
         raise ConfigError(f"no free RTP/RTCP port pair in {low}..{high}")
-
-
-def _udp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-def _recorded(send: Send, capture: PacketCapture, link: Link) -> Send:
-    """``send``, recording each message in ``capture`` as sent from us to the peer."""
-
-    def record(payload: bytes) -> None:
-        capture.packet(link.proto, link.local, link.peer, payload)  # type: ignore[arg-type]
-        send(payload)
-
-    return record
