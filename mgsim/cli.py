@@ -83,6 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides["keep_calls"] = args.keep_calls
     if args.audiohook_unsigned:
         overrides["audiohook_client_secret"] = None
+    if args.capture:
+        overrides["capture_dir"] = args.capture
     config = SimulatorConfig.from_env(**overrides)
     if not _is_loopback(args.host) and config.uses_default_credentials:
         raise ConfigError(
@@ -100,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port} (contract at /openapi.yaml)",
         file=sys.stderr,
     )
+    if config.capture_dir:
+        print(f"captures: one per call received, in {config.capture_dir}", file=sys.stderr)
     if config.sip_port:
         sip = f"{config.media_host}:{config.sip_port}"
         print(f"SIPREC: SIP on {sip} (UDP and TCP)", file=sys.stderr)
@@ -201,7 +205,14 @@ def _call(args: argparse.Namespace) -> int:
     pacing = (
         realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
     )
-    with pacing:
+    live = None
+    if args.record and scenario.namespace == "siprec" and (
+        args.transport == "socket" or scenario.target is not None
+    ):
+        from mgsim.capture.live import recording
+
+        live = recording(args.record)  # the SIP and RTP exchange as it really went
+    with pacing, live or contextlib.nullcontext() as recorder:
         if args.transport == "socket" and scenario.target is None:
             from mgsim.sim.socket_scenario import run_scenario_over_sockets
 
@@ -212,7 +223,8 @@ def _call(args: argparse.Namespace) -> int:
     if args.record:
         from mgsim.capture.command import record_call
 
-        print(f"mgsim: recorded {record_call(scenario, args.record)}", file=sys.stderr)
+        written = record_call(scenario, args.record, recorder)
+        print(f"mgsim: recorded {written}", file=sys.stderr)
     if args.json:
         print(json.dumps({**result.to_json(), "exit_code": exit_code(result)}, indent=2))
     else:
@@ -421,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ended calls kept, most recent first, with their transcripts (default 1000); "
         "older ones are let go so a long run stays in flat memory",
+    )
+    serve.add_argument(
+        "--capture",
+        metavar="DIR",
+        help="write one capture of every call received to DIR: SIPREC as pcapng (the SIP "
+        "and RTP with the sockets' addresses), Twilio and AudioHook as JSON lines of both "
+        "directions, Amazon Connect as its MKV fragments; each replays with mgsim replay",
     )
     serve.add_argument(
         "--audiohook-unsigned",

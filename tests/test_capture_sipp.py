@@ -4,7 +4,8 @@ SIPp (``tests/sipp_capture/siprec_uac.xml``, an SBC written from RFC 7866) place
 call to a live mgsim server on loopback while dumpcap captures the loopback interface; the
 integration sends start-streaming once the call is open. The pcapng dumpcap wrote is then
 replayed into the simulated gateway with the whole plan: what it received, accepted,
-dropped and transcribed matches what the live server did.
+dropped and transcribed matches what the live server did. So does the server's own
+capture of the call (``SimulatorConfig.capture_dir``, ``mgsim serve --capture``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def test_a_sipp_call_captured_by_dumpcap_replays_to_the_live_summary(tmp_path: P
     media_port = _even_free_udp_port()
     rtp_low = _even_free_udp_port()
     sim = Simulator(SimulatorConfig(seed=3, sip_port=0, rtp_ports=(rtp_low, rtp_low + 20),
-                                    spike_arrest_per_s=None, daily_quota=None))  # fmt: skip
+                                    spike_arrest_per_s=None, daily_quota=None,
+                                    capture_dir=str(tmp_path / "served")))  # fmt: skip
     sim.gateway.transcription.attach(UCID, ScriptEngine(call.words))
     capture = tmp_path / "sipp.pcapng"
     with ServerThread(sim) as server:
@@ -91,7 +93,17 @@ def test_a_sipp_call_captured_by_dumpcap_replays_to_the_live_summary(tmp_path: P
             dumpcap.wait(timeout=10)
     live = sim.gateway.ended[UCID]
     live_utterances = [(u.role, u.text) for u in sim.gateway.transcription.utterances(UCID)]
+    sim.app.state.media.captures.flush()
+    served = sim.app.state.media.captures.written
     sim.close()
+
+    # What the server itself recorded of the call (mgsim serve --capture) replays alike.
+    assert [p.name for p in served] == [f"siprec-{UCID}.pcapng"]
+    again = replay(load_capture(served[0]), Plan("whole"), call=call).result
+    assert again.call is not None
+    assert again.call.accounting.as_dict() == live.accounting.as_dict()
+    assert [s.samples for s in again.call.segments] == [s.samples for s in live.segments]
+    assert [(u.role, u.text) for u in again.utterances] == live_utterances
 
     captured = load_capture(capture)
     assert (captured.namespace, captured.guid) == ("siprec", UCID)

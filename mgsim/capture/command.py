@@ -6,13 +6,19 @@ import json
 from typing import Any
 
 from mgsim.capture.files import load_capture, record
+from mgsim.capture.live import SenderRecording
 from mgsim.capture.replay import ReplayReport, replay
 
 __all__ = ["print_replay", "record_call", "replay_command"]
 
 
-def record_call(scenario: Any, path: str) -> str:
-    """Record the wires ``scenario`` played (what ``mgsim call --record PATH`` writes)."""
+def record_call(scenario: Any, path: str, live: SenderRecording | None = None) -> str:
+    """What ``mgsim call --record PATH`` writes: the exchange a SIPREC sender really had
+    over sockets (``live``), else the wires ``scenario`` played."""
+    if live is not None:
+        written = live.finish(scenario.guid)
+        if written is not None:
+            return str(written)
     return str(record(scenario.namespace, scenario.wires(), path))
 
 

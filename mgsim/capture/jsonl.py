@@ -6,7 +6,19 @@ One line per WebSocket message, in the order sent, after a first line naming the
     {"at_ms": 0.0, "text": "{\\"event\\":\\"connected\\",...}"}
     {"at_ms": 20.0, "binary": "<base64>"}          (AudioHook audio frames)
 
-``at_ms`` is the message's time on the call's media clock. :func:`read_jsonl` also reads a
+``at_ms`` is the message's time on the call's media clock. A capture recorded live (a
+server's, ``mgsim serve --capture``, or a sender's over real sockets) says so in its first
+line (``"recorded_by"``, ``"started"``: the wall-clock time of its ``at_ms`` 0) and holds
+both directions and the WebSocket's closing handshake::
+
+    {"at_ms": 12.5, "from": "client", "text": "..."}
+    {"at_ms": 13.0, "from": "server", "text": "{\"type\":\"opened\",...}"}
+    {"at_ms": 52011.2, "from": "server", "close": 1000, "reason": "..."}
+
+``"from"`` is ``"client"`` (the platform: Twilio, Genesys) or ``"server"`` (the gateway),
+``"client"`` when absent; ``"close"`` is the close code (null: the connection died
+without a close frame). A replay feeds the client's messages; the rest is the record of
+what the gateway answered. :func:`read_jsonl` also reads a
 plain log of Twilio messages, one message object per line as Twilio sent them (what a
 Media Streams server typically logs); their times come from ``media.timestamp``.
 """
@@ -75,7 +87,8 @@ def read_jsonl(path: str | Path) -> tuple[str, list[Wire]]:
             raise CaptureError(
                 f"{path}:{n}: namespace {namespace!r} is not twilio or genesysaudiohook"
             )
-        return str(namespace), [_envelope(path, n, row) for n, row in rows[1:]]
+        wires = [_envelope(path, n, row) for n, row in rows[1:]]
+        return str(namespace), [w for w in wires if w is not None]
     if isinstance(head, dict) and "event" in head:
         return "twilio", _twilio_log(path, rows)
     raise CaptureError(
@@ -83,9 +96,20 @@ def read_jsonl(path: str | Path) -> tuple[str, list[Wire]]:
     )
 
 
-def _envelope(path: Path, n: int, row: Any) -> Wire:
+def _envelope(path: Path, n: int, row: Any) -> Wire | None:
+    """The client message of one line; None for the server's messages and closes."""
     if not isinstance(row, dict) or not isinstance(row.get("at_ms"), int | float):
         raise CaptureError(f"{path}:{n}: a message line needs a numeric at_ms")
+    sender = row.get("from", "client")
+    if sender not in ("client", "server"):
+        raise CaptureError(f'{path}:{n}: "from" is "client" or "server", not {sender!r}')
+    if "close" in row:
+        code = row["close"]
+        if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+            raise CaptureError(f"{path}:{n}: a close code is a number or null")
+        return None
+    if sender == "server":
+        return None
     if isinstance(row.get("text"), str):
         return Wire(float(row["at_ms"]), "ws", row["text"])
     if isinstance(row.get("binary"), str):

@@ -41,6 +41,7 @@ from mgsim.media.sip import (
     parse_multipart,
 )
 from mgsim.media.siprec import SiprecSession
+from mgsim.transports.sip import FRAME_MS
 
 __all__ = ["SipCapture", "read_pcap", "write_pcap"]
 
@@ -129,7 +130,8 @@ def write_pcap(wires: Iterable[Wire], path: str | Path) -> Path:
 @dataclass(slots=True)
 class SipCapture:
     """What :func:`read_pcap` found: the SBC's side of the call as wires (SIP requests on
-    ``"sip"``, each m-line's RTP on ``"rtp:0"``/``"rtp:1"``; ``at_ms`` from the INVITE),
+    ``"sip"``, each m-line's RTP on ``"rtp:0"``/``"rtp:1"``; ``at_ms`` on the call's media clock,
+    from its first RTP packet, as the gateway stamps them),
     the guid, and every problem noticed."""
 
     wires: list[Wire]
@@ -352,7 +354,7 @@ def _assemble(
     by_dst = {(_host(m.connection) or answer_host, m.port): i for i, m in enumerate(answered[:2])}
     by_src = {(_host(m.connection) or offer_host, m.port): i for i, m in enumerate(audio[:2])}
     by_src_port = {m.port: i for i, m in enumerate(audio[:2])}
-    wires = [Wire(round((t - invite_at) * 1000.0, 3), "sip", data) for t, data in requests]
+    timed: list[tuple[float, str, bytes]] = [(t, "sip", data) for t, data in requests]
     counts = {"rtp:0": 0, "rtp:1": 0}
     last_seq: dict[int, tuple[int, int]] = {}
     gaps: dict[int, list[int]] = defaultdict(list)
@@ -388,7 +390,7 @@ def _assemble(
         last_seq[line] = (packet.ssrc, packet.sequence)
         channel = f"rtp:{line}"
         counts[channel] += 1
-        wires.append(Wire(round((t - invite_at) * 1000.0, 3), channel, payload))
+        timed.append((t, channel, payload))
     for (line, pt), n in sorted(bad_pt.items()):
         problems.append(
             f"m-line {line}: {n} RTP packets with payload type {pt}, which the SDP did not "
@@ -404,8 +406,26 @@ def _assemble(
     for channel, n in counts.items():
         if n == 0 and int(channel[-1]) < len(audio):
             problems.append(f"m-line {channel[-1]} carried no RTP")
-    wires.sort(key=lambda w: w.at_ms)
-    return SipCapture(wires, problems, ignored, len(requests), counts)
+    timed.sort(key=lambda item: item[0])
+    return SipCapture(_media_clock(timed, invite_at), problems, ignored, len(requests), counts)
+
+
+def _media_clock(timed: list[tuple[float, str, bytes]], invite_at: float) -> list[Wire]:
+    """Wires stamped as the gateway's SIP transport stamps what it receives: the call's
+    media clock starts with its first RTP packet and runs on the packet-time grid, so each
+    stream is anchored where the live gateway anchored it, however long the SBC waited
+    after the INVITE. What came before the first packet (the INVITE, the ACK) keeps its
+    distance before it, at negative times, so the call is open before its media starts."""
+    rtp_times = [t for t, channel, _ in timed if channel != "sip"]
+    origin = rtp_times[0] if rtp_times else invite_at
+    wires = []
+    for t, channel, data in timed:
+        if t < origin:
+            at_ms = round((t - origin) * 1000.0, 3)
+        else:
+            at_ms = float(round((t - origin) * 1000.0 / FRAME_MS) * FRAME_MS)
+        wires.append(Wire(at_ms, channel, data))
+    return wires
 
 
 def _host(connection: str | None) -> str | None:

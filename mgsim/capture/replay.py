@@ -3,7 +3,8 @@
 :func:`replay` plays a capture's wires (:func:`~mgsim.capture.load_capture`) into an
 embedded simulator through the platform's own decoder, with the same plan options as
 ``mgsim call``: the plan's start/stop actions are sent by the control client at their
-times, in virtual time. Plans that follow a call's flow or its sensitive spans (``connect``,
+times, in virtual time (``whole`` streams from the first media message: see
+:class:`_WholeCapture`). Plans that follow a call's flow or its sensitive spans (``connect``,
 ``guard``) need the call's script: give ``call=`` (``--audio`` a sample name or a sidecar),
 which also lets the reference engine transcribe what was streamed and the leak analysis
 follow each span. Without it the plan is ``whole`` and nothing can be transcribed (the
@@ -24,7 +25,7 @@ from mgsim.capture.files import Capture
 from mgsim.errors import ConfigError
 from mgsim.media._base import StereoCall
 from mgsim.sim.call import Call
-from mgsim.sim.plans import Plan
+from mgsim.sim.plans import ControlAction, Plan
 from mgsim.sim.scenario import Scenario, ScenarioResult, run_scenario
 
 __all__ = ["ReplayReport", "replay"]
@@ -90,6 +91,22 @@ def _padded(call: Call, until_ms: float) -> Call:
     return replace(call, audio=audio)
 
 
+@dataclass(frozen=True, slots=True)
+class _WholeCapture(Plan):
+    """The whole plan for a capture: streaming from the call's first media message.
+
+    A live call's ``whole`` plan starts once media is up (20 ms in); when the integration
+    really started is not in a capture, and an SBC often waits after its INVITE, so an
+    integration that started when the call opened streamed every packet. Replaying the
+    whole capture means streaming all of it."""
+
+    def actions(self, call: Call) -> list[ControlAction]:
+        out = Plan.actions(self, call)
+        if out and out[0].action == "start":
+            out[0] = replace(out[0], at_ms=0.0)
+        return out
+
+
 def replay(
     capture: Capture,
     plan: Plan | None = None,
@@ -116,6 +133,8 @@ def replay(
         # The plan ends with the call: a capture running longer than the script (an SBC
         # that waited before its RTP, a BYE after the audio) must not be cut short.
         call = _padded(call, capture.duration_ms + 1000.0)
+    if plan.kind == "whole":
+        plan = _WholeCapture("whole", plan.margin_before_ms, plan.margin_after_ms)
     scenario = Scenario(
         call,
         capture.namespace,  # type: ignore[arg-type]

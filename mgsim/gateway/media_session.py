@@ -212,9 +212,8 @@ class MediaSession:
 
     def _gateway_hung_up(self, call: CallState) -> None:
         call.accounting.note_end("gateway", "hang-up")
-        replies = self._hung_up_replies()
-        if replies and self.push is not None:
-            self.push(replies)
+        if self.push is not None:  # the transport decides how to tell the platform
+            self.push(self._hung_up_replies())
 
     # -- shared machinery
 

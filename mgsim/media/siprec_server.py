@@ -28,6 +28,15 @@ the call. What it answers, and why:
   the ACK is applied like a re-offer.
 * **BYE**, **OPTIONS**, **ACK**: 200 OK, 200 OK with ``Allow``/``Accept``/``Supported``,
   nothing. Every response but 100 Trying carries a To tag (RFC 3261 8.2.6.2).
+* **CANCEL**: every INVITE is answered with a final response at once, so a CANCEL always
+  comes after it. One that matches an INVITE of the dialog (the same top ``Via`` branch,
+  RFC 3261 9.2 and 17.2.3) gets ``200 OK`` with the dialog's To tag and has no effect on
+  the call ("the CANCEL request has no effect on the processing of the original request,
+  no effect on any session state"); one that matches no INVITE gets ``481``.
+* **The gateway ends the call** (``DELETE /_sim/v1/calls/{guid}``): :meth:`bye` is the BYE
+  the recording server sends the SBC (RFC 3261 15.1.1, built as 12.2.1.1 says: the SBC's
+  Contact as Request-URI, the route set from ``Record-Route``, the dialog's tags swapped,
+  the server's own CSeq). The transport sends it where the INVITE came from.
 
 RTP that arrives while its m-line is paused is followed (its sequence number is not a gap
 later) and dropped once, as ``paused``. RTCP (on channels ``"rtcp:0"``/``"rtcp:1"``, or
@@ -149,6 +158,10 @@ class SiprecSession:
         self._receivers: dict[str, RtpReceiver] = {}
         self._paused_lines: frozenset[str] = frozenset()  # channels of m-lines offered inactive
         self._flushed = False
+        self._invite_branches: set[str] = set()  # top Via branches of the dialog's INVITEs
+        self._invite: SipMessage | None = None  # the dialog's INVITE: the SBC's side of it
+        self._remote_target = ""  # the SBC's Contact URI (RFC 3261 12.1.1), refreshed by re-INVITEs
+        self._local_cseq = 0  # the CSeq of the server's own requests (RFC 3261 12.2.1.1)
 
     @property
     def contact(self) -> str:
@@ -275,7 +288,9 @@ class SiprecSession:
                 reason="bad-method",
                 headers=[("Allow", ALLOW)],
             )
-        if not same_dialog or self.state not in ("active", "paused") or method == "CANCEL":
+        if method == "CANCEL":
+            return self._cancel(msg, same_dialog)
+        if not same_dialog or self.state not in ("active", "paused"):
             if method == "INVITE" and not same_dialog and self.state in ("active", "paused"):
                 raise SipError("the session already records a call", sip_status=486, reason="busy")
             raise SipError(f"no dialog for {method}", sip_status=481, reason="no-dialog")
@@ -289,6 +304,39 @@ class SiprecSession:
             events.append(SessionClosed("bye"))
             return events
         return self._reinvite(msg, at_sample)
+
+    def _cancel(self, msg: SipMessage, same_dialog: bool) -> list[Event]:
+        # RFC 3261 9.2: a CANCEL matching an INVITE already answered with a final response
+        # has no effect, and is itself answered 200 (To tag as in the INVITE's answer).
+        if same_dialog and _branch(msg) in self._invite_branches:
+            return [Reply("sip", response_to(msg, 200, to_tag=self._tag).to_bytes())]
+        raise SipError("CANCEL matches no INVITE", sip_status=481, reason="no-transaction")
+
+    def bye(self, via: str) -> bytes:
+        """The BYE ending the dialog from the server's side (the gateway hung up); ``via``
+        is the request's Via value (the server's sent-by and a fresh branch)."""
+        invite = self._invite
+        if invite is None or self.call_id is None:
+            raise ConfigError("no dialog to end")
+        self._local_cseq += 1
+        headers: list[tuple[str, str]] = [("Via", via), ("Max-Forwards", "70")]
+        # A UAS's route set is the INVITE's Record-Route, in order (RFC 3261 12.1.1).
+        headers += [("Route", value) for value in invite.get_all("Record-Route")]
+        ours = invite.get("To") or ""
+        if header_param(ours, "tag") is None:
+            ours = f"{ours};tag={self._tag}"
+        headers += [
+            ("From", ours),
+            ("To", invite.get("From") or ""),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self._local_cseq} BYE"),
+        ]
+        return SipMessage.request("BYE", self._remote_target, headers).to_bytes()
+
+    @property
+    def remote_target(self) -> str:
+        """The SBC's Contact URI: where the server's own requests go (RFC 3261 12.2.1.1)."""
+        return self._remote_target
 
     def _ok(self, msg: SipMessage, sdp: bytes | None = None) -> SipMessage:
         headers: list[tuple[str, str]] = []
@@ -383,6 +431,9 @@ class SiprecSession:
                 ) from exc
         self.call_id = msg.call_id
         self._tag = local_tag(self.call_id)
+        self._invite = msg
+        self._invite_branches.add(_branch(msg))
+        self._remote_target = _contact_uri(msg) or msg.uri
         self._sdp_version = 1
         answer = build_answer(offer, address=self.address, ports=self.ports)
         self._local = answer
@@ -410,6 +461,8 @@ class SiprecSession:
         return events
 
     def _reinvite(self, msg: SipMessage, at_sample: int) -> list[Event]:
+        self._invite_branches.add(_branch(msg))
+        self._remote_target = _contact_uri(msg) or self._remote_target  # a target refresh
         sdp, raw_meta = self._bodies(msg, "re-INVITE")
         if raw_meta is not None:
             self._new_metadata(msg, parse_metadata(raw_meta))
@@ -463,6 +516,20 @@ class SiprecSession:
         for key in ("participants", "associations", "channel_participants", "metadata"):
             self.info[key] = fresh[key]
         self.metadata_version += 1
+
+
+def _branch(msg: SipMessage) -> str:
+    """The branch of the top Via: what names a transaction (RFC 3261 17.2.3)."""
+    top = (msg.get("Via") or "").split(",", 1)[0]  # one line may hold several Vias
+    return header_param(top, "branch") or ""
+
+
+def _contact_uri(msg: SipMessage) -> str:
+    """The URI of a request's Contact (``<sip:...>`` or a bare URI), or ""."""
+    contact = (msg.get("Contact") or "").strip()
+    if contact.startswith("<") or "<" in contact:
+        return contact.partition("<")[2].partition(">")[0]
+    return contact.split(";", 1)[0].strip()
 
 
 def _payload_type(m: MediaDescription) -> int:

@@ -109,6 +109,9 @@ class SimulatorConfig:
     (``GET /_sim/v1/calls/{guid}``) and transcript messages (the conversation API). Older
     ones are let go as newer calls end, so a long-running server stays in flat memory; the
     most recent 64 (or ``keep_calls`` if fewer) also keep their audio."""
+    capture_dir: str | None = None
+    """Where to write one capture of every call received over a real transport
+    (``mgsim serve --capture DIR``; :mod:`mgsim.capture.live`); None: no captures."""
 
     def __post_init__(self) -> None:
         if not self.api_id or not self.api_secret:

@@ -30,6 +30,7 @@ from mgsim.transports.metrics import LatenessHistogram, SessionLateness
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from mgsim.capture.live import Capture, CaptureDir
     from mgsim.clock import Clock
     from mgsim.gateway.calls import CallState, Gateway
     from mgsim.server.app import ServerState
@@ -69,6 +70,8 @@ class Feeder:
         self._lateness = SessionLateness(hub.lateness)
         self._guid: str | None = None
         self._now = hub.clock.now
+        self.capture: Capture | None = None
+        """Records what the connection carried (``mgsim serve --capture``), or None."""
 
     def feed(self, channel: str, data: str | bytes) -> list[Reply]:
         """Feed one message that just arrived on ``channel``; return the replies to send."""
@@ -86,7 +89,28 @@ class Feeder:
         if self.quantum_ms:
             at_ms = round(arrival_ms / self.quantum_ms) * self.quantum_ms
         wire = Wire(at_ms, channel, data)
+        capture = self.capture
+        if capture is not None:
+            capture.received(at_ms, data)
         return self._feed(wire, is_media(self.namespace, wire), arrival_ms)
+
+    def media_ms(self) -> float:
+        """Now, on this session's media clock (the ``at_ms`` a message arriving now gets)."""
+        return (self._now() - self.t0) * 1000.0
+
+    def note_sent(self, replies: list[Reply]) -> None:
+        """The transport sent ``replies`` to the platform (recorded when capturing)."""
+        capture = self.capture
+        if capture is not None:
+            at_ms = self.media_ms()
+            for reply in replies:
+                capture.sent(at_ms, reply.data)
+
+    def note_close(self, sender: str, code: int | None, reason: str = "") -> None:
+        """The WebSocket was closed by ``sender`` (recorded when capturing)."""
+        capture = self.capture
+        if capture is not None:
+            capture.closed(self.media_ms(), sender, code, reason)
 
     def _feed(self, wire: Wire, media: bool, arrival_ms: float) -> list[Reply]:
         session = self.session
@@ -115,6 +139,8 @@ class Feeder:
             self._guid = call.guid
             self.hub.remember(call.guid, self.session)
         self.hub.closed(self)
+        if self.capture is not None:
+            self.capture.finish(call.guid if call is not None else None)
         return replies
 
     def _count_errors(self) -> None:
@@ -149,6 +175,13 @@ class MediaHub:
         """The event loop's stall meter, while the app runs under a real server."""
         self.audiohook_nonces = NonceCache()
         """Nonces of recent AudioHook upgrade signatures (a replay is refused)."""
+        self.captures: CaptureDir | None = None
+        """Where each call received is recorded (``SimulatorConfig.capture_dir``), or None."""
+        directory = getattr(state.config, "capture_dir", None)
+        if directory is not None:
+            from mgsim.capture.live import CaptureDir
+
+            self.captures = CaptureDir(directory)
 
     @property
     def clock(self) -> Clock:
@@ -175,6 +208,11 @@ class MediaHub:
         feeder = Feeder(
             self, namespace, session, quantum_ms=quantum_ms, clock_from_media=clock_from_media
         )
+        captures = self.captures
+        if captures is not None and namespace == "amazonconnect":
+            feeder.capture = captures.fragments()
+        elif captures is not None and namespace != "siprec":  # SIP records its sockets
+            feeder.capture = captures.messages(namespace)
         self.open_sessions.add(feeder)
         self.count(f"media.{namespace}.sessions")
         return feeder

@@ -290,6 +290,9 @@ async def play_over_sockets(
             sip_transport=sip_transport,
             sender_options=sender_options or {},
         )
+        from mgsim.capture.live import sender_capture
+
+        sender.capture = sender_capture(namespace)  # inside mgsim.capture.live.recording()
         # Encoded before the clock starts: in the paced loop a message is only written.
         packets = list(prepared) if prepared is not None else prepare_wires(namespace, wire_list)
         if len(packets) != len(wire_list):

@@ -21,6 +21,7 @@ per-stream counters (SIPREC: per m-line received, lost, paused, SSRC changes, RT
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -121,5 +122,7 @@ async def media_lifespan(app: Starlette) -> AsyncIterator[None]:
             hub.sip = None
         for feeder in list(hub.open_sessions):
             feeder.close()
+        if hub.captures is not None:
+            await asyncio.to_thread(hub.captures.close)  # what is queued reaches the disk
         await hub.loop_watch.stop()
         hub.loop_watch = None

@@ -15,8 +15,9 @@ WebSocket frame, an RTP datagram), or None when the message needs the awaited ``
   and an HTTP message signature (:func:`~mgsim.media.audiohook_signature.sign_request`);
   text and binary frames; ``finish`` waits for ``closed``.
 * :class:`SiprecSender`: SIP over UDP (or TCP) to the recording server and two RTP UDP
-  streams to the ports its SDP answer names. Every SIP request but ACK waits for its final
-  response before the next message, so a re-INVITE or BYE never overtakes RTP.
+  streams to the addresses and ports its SDP answer names (``c=`` and ``m=``). Every SIP
+  request but ACK waits for its final response before the next message, so a re-INVITE or
+  BYE never overtakes RTP.
 * :class:`KvsSender`: one ``PUT /putMedia`` per fragment, then ``DELETE /putMedia``.
 
 Pacing and control actions live in :mod:`mgsim.transports.playback`.
@@ -43,7 +44,14 @@ from mgsim.errors import TransportError
 from mgsim.media._base import Wire
 from mgsim.media.audiohook_signature import sign_request
 from mgsim.media.sdp import parse_sdp
-from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_content_type, parse_message
+from mgsim.media.sip import (
+    SipError,
+    SipMessage,
+    SipStreamParser,
+    parse_content_type,
+    parse_message,
+    response_to,
+)
 from mgsim.server.config import DEFAULT_AUDIOHOOK_API_KEY, DEFAULT_AUDIOHOOK_CLIENT_SECRET
 
 __all__ = [
@@ -67,6 +75,9 @@ class Sender:
         self.replies: list[str | bytes] = []
         self.close_code: int | None = None
         self.close_reason = ""
+        self.capture: Any = None
+        """A :class:`~mgsim.capture.live.PacketCapture` recording what this sender really
+        sent and received, with the sockets' addresses (SIPREC), or None."""
 
     async def open(self, first: Wire) -> None:
         """Connect; ``first`` is the first message to be sent (some need its contents)."""
@@ -262,11 +273,18 @@ class AudioHookSender(_WebSocketSender):
         return out
 
 
+def _address(value: Any) -> tuple[str, int]:
+    if isinstance(value, tuple | list) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return "", 0
+
+
 class _SipUdpClient(asyncio.DatagramProtocol):
     def __init__(self, sink: SiprecSender) -> None:
         self.sink = sink
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.sink._captured(data, inbound=True)
         try:
             self.sink._response(parse_message(data))
         except SipError:
@@ -281,6 +299,7 @@ class _SipTcpClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for item in self.parser.feed(data):
             if isinstance(item, SipMessage):
+                self.sink._captured(item.to_bytes(), inbound=True)
                 self.sink._response(item)
 
 
@@ -306,21 +325,41 @@ class SiprecSender(Sender):
         self.transport = transport
         self.timeout_s = timeout_s
         self.responses: list[SipMessage] = []
+        self.requests: list[SipMessage] = []
+        """Requests the server sent (its BYE when the gateway ended the call)."""
+        self.ended_by_server = False
         self.rtp_ports: tuple[int, int] | None = None
+        self.rtp_addresses: tuple[tuple[str, int], ...] = ()
+        """Where each m-line's RTP goes: the SDP answer's connection address and port."""
         self._sip: asyncio.BaseTransport | None = None
         self._rtp: dict[str, asyncio.DatagramTransport] = {}
         self._waiting: dict[tuple[str, int], asyncio.Future[SipMessage]] = {}
 
     def _response(self, msg: SipMessage) -> None:
+        if msg.is_request:
+            self._server_request(msg)
+            return
         self.responses.append(msg)
         self.replies.append(msg.to_bytes())
-        if msg.is_request or msg.status < 200:
+        if msg.status < 200:
             return
         with contextlib.suppress(SipError, ValueError):
             number, method = msg.cseq
             future = self._waiting.pop((method, number), None)
             if future is not None and not future.done():
                 future.set_result(msg)
+
+    def _server_request(self, msg: SipMessage) -> None:
+        """The recording server's own request: its BYE when the gateway ended the call
+        gets 200 OK (RFC 3261 15.1.2), and the rest of the call is not sent."""
+        self.requests.append(msg)
+        if msg.method == "BYE":
+            self.ended_by_server = True
+            with contextlib.suppress(TransportError):
+                self._write_sip(response_to(msg, 200).to_bytes())
+        elif msg.method != "ACK":
+            with contextlib.suppress(TransportError):
+                self._write_sip(response_to(msg, 501).to_bytes())
 
     async def open(self, first: Wire) -> None:
         loop = asyncio.get_running_loop()
@@ -337,10 +376,25 @@ class SiprecSender(Sender):
         sip: Any = self._sip  # uvloop's transports do not subclass asyncio's
         if sip is None:
             raise TransportError("the SIP connection is not open")
+        self._captured(data, inbound=False)
         if self.transport == "udp":
             sip.sendto(data)
         else:
             sip.write(data)
+
+    def _captured(self, data: bytes, *, inbound: bool, rtp: Any = None) -> None:
+        """Record one SIP message (or an RTP datagram on ``rtp``) as it crossed the wire."""
+        capture = self.capture
+        if capture is None:
+            return
+        link: Any = rtp if rtp is not None else self._sip
+        if link is None:
+            return
+        local = _address(link.get_extra_info("sockname"))
+        remote = _address(link.get_extra_info("peername"))
+        proto = "udp" if rtp is not None else self.transport
+        src, dst = (remote, local) if inbound else (local, remote)
+        capture.packet(proto, src, dst, data)
 
     async def request(self, data: bytes) -> SipMessage | None:
         """Send one SIP message; for a request other than ACK, return its final response."""
@@ -372,6 +426,8 @@ class SiprecSender(Sender):
         raise TransportError(f"no SIP response to {method} within {self.timeout_s} s")
 
     async def send(self, wire: Wire) -> None:
+        if self.ended_by_server:
+            return  # the server ended the dialog: nothing more is sent (an SBC stops)
         if wire.channel == "sip":
             data = wire.data.encode() if isinstance(wire.data, str) else wire.data
             response = await self.request(data)
@@ -390,7 +446,9 @@ class SiprecSender(Sender):
     def write(self, packet: Any) -> None:
         channel, data = packet
         rtp = self._rtp.get(channel)
-        if rtp is not None:
+        if rtp is not None and not self.ended_by_server:
+            if self.capture is not None:
+                self._captured(data, inbound=False, rtp=rtp)
             rtp.sendto(data)
 
     async def _open_rtp(self, answer: SipMessage) -> None:
@@ -398,14 +456,21 @@ class SiprecSender(Sender):
         if media_type != "application/sdp":
             return
         sdp = parse_sdp(answer.body)
-        ports = [m.port for m in sdp.media if m.media == "audio"]
-        if len(ports) < 2:
-            raise TransportError(f"the SDP answer has {len(ports)} audio m-lines, expected 2")
-        self.rtp_ports = (ports[0], ports[1])
+        audio = [m for m in sdp.media if m.media == "audio"]
+        if len(audio) < 2:
+            raise TransportError(f"the SDP answer has {len(audio)} audio m-lines, expected 2")
+        # RTP goes where the answer says (RFC 4566 5.7, RFC 3264 6: the m-line's c= line,
+        # else the session's), which need not be the host SIP went to (a separate media
+        # address, an SBC anchoring media elsewhere).
+        self.rtp_addresses = tuple(
+            (_connection_host(m.connection or sdp.connection) or self.host, m.port)
+            for m in audio[:2]
+        )
+        self.rtp_ports = (audio[0].port, audio[1].port)
         loop = asyncio.get_running_loop()
-        for i, port in enumerate(self.rtp_ports):
+        for i, address in enumerate(self.rtp_addresses):
             transport, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, remote_addr=(self.host, port)
+                asyncio.DatagramProtocol, remote_addr=address
             )
             self._rtp[f"rtp:{i}"] = transport
 
@@ -416,6 +481,14 @@ class SiprecSender(Sender):
         if self._sip is not None:
             self._sip.close()
             self._sip = None
+
+
+def _connection_host(connection: str | None) -> str | None:
+    """The address of an SDP ``c=`` value (``IN IP4 192.0.2.20``; a multicast TTL dropped)."""
+    if not connection:
+        return None
+    parts = connection.split()
+    return parts[-1].split("/", 1)[0] if len(parts) == 3 else None
 
 
 class KvsSender(Sender):

@@ -47,56 +47,41 @@ import math
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mgsim.errors import ConfigError
 from mgsim.media.sip import SipError, SipMessage, SipStreamParser, parse_message, response_to
 from mgsim.media.siprec_server import ALLOW as _ALLOW
-from mgsim.transports.hub import Feeder, MediaHub
+from mgsim.transports.hub import MediaHub
+from mgsim.transports.sip_dialog import (
+    Dialog,
+    Link,
+    RtpProtocol,
+    Send,
+    ServerByes,
+    address,
+    listen,
+    recorded,
+    udp_socket,
+)
 
-__all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "RTP_LINGER_S", "SipServer"]
+if TYPE_CHECKING:
+    from mgsim.capture.live import CaptureDir, PacketCapture
+
+__all__ = ["ANSWER_KEPT_S", "DEFAULT_MEDIA_TIMEOUT_S", "FRAME_MS", "RTP_LINGER_S", "SipServer"]
 
 RTP_LINGER_S = 2.0
 """How long a finished call's RTP ports stay bound, counting late packets."""
 DEFAULT_MEDIA_TIMEOUT_S = 30.0
 """RTP silence after which a SIPREC call counts as dropped (a common SBC/gateway default)."""
-_FRAME_MS = 20.0
+FRAME_MS = 20.0
+"""The grid a SIPREC call's media clock is stamped on (the packet time), from its first RTP
+packet (see :class:`~mgsim.transports.hub.Feeder`)."""
 _ANSWERED_KEPT = 4096  # final responses kept for retransmitted requests, at most
 ANSWER_KEPT_S = 32.0
 """How long a final response is kept to answer retransmissions of its request: 64*T1, the
 longest a server transaction lasts (RFC 3261 17.2, Timer J; also how long a UAS resends a
 2xx awaiting its ACK, 13.3.1.4)."""
-
-Send = Callable[[bytes], None]
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-        self.rtcp = channel.startswith("rtcp:")
-        self.dialog: _Dialog | None = None
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        dialog = self.dialog
-        if dialog is not None:
-            if self.rtcp:
-                dialog.feeder.hub.count("media.siprec.rtcp")  # RTCP alone keeps no call alive
-            else:
-                dialog.last_rtp = time.monotonic()
-            dialog.feeder.feed(self.channel, data)
-
-
-@dataclass(eq=False)
-class _Dialog:
-    call_id: str
-    feeder: Feeder
-    ports: tuple[int, int]
-    transports: list[asyncio.DatagramTransport] = field(default_factory=list)
-    ended: bool = False
-    last_rtp: float = field(default_factory=time.monotonic)  # for the media timeout
-    watchdog: asyncio.TimerHandle | None = None
 
 
 class _SipUdp(asyncio.DatagramProtocol):
@@ -115,7 +100,8 @@ class _SipUdp(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             transport.sendto(payload, addr)
 
-        self.server.submit(data, send, "udp")
+        local = address(transport.get_extra_info("sockname"))
+        self.server.submit(data, send, "udp", Link("udp", address(addr), local, send))
 
 
 class _SipTcp(asyncio.Protocol):
@@ -136,9 +122,15 @@ class _SipTcp(asyncio.Protocol):
             if not transport.is_closing():
                 transport.write(payload)
 
+        link = Link(
+            "tcp",
+            address(transport.get_extra_info("peername")),
+            address(transport.get_extra_info("sockname")),
+            send,
+        )
         for item in self.parser.feed(data):
             if isinstance(item, SipMessage):
-                self.server.submit(item.to_bytes(), send, "tcp")
+                self.server.submit(item.to_bytes(), send, "tcp", link)
             else:
                 self.server.refuse(item, send)
 
@@ -173,13 +165,16 @@ class SipServer:
         self.host = host
         self.port = port
         self.rtp_ports = rtp_ports
-        self.dialogs: dict[str, _Dialog] = {}
+        self.dialogs: dict[str, Dialog] = {}
         # Final responses by (Call-ID, CSeq number, method), oldest first, with the
         # monotonic time each was sent: kept ANSWER_KEPT_S, and never more than _ANSWERED_KEPT.
         self._answered: OrderedDict[tuple[str, int, str], tuple[float, bytes]] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._queue: asyncio.Queue[tuple[bytes, Send, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, Send, str, Link | None]] = asyncio.Queue()
+        self.captures: CaptureDir | None = getattr(hub, "captures", None)
+        self._captures: dict[str, PacketCapture] = {}  # by Call-ID, until the dialog goes
+        self._byes = ServerByes()  # the server's own BYEs awaiting their answer
         self._worker: asyncio.Task[None] | None = None
         self._next_rtp = rtp_ports[0] + rtp_ports[0] % 2 if rtp_ports else 0  # even
         self._lingering: set[asyncio.TimerHandle] = set()
@@ -238,9 +233,12 @@ class SipServer:
 
     # -- SIP
 
-    def submit(self, data: bytes, send: Send, transport: str = "udp") -> None:
-        """Queue one SIP message that came over ``transport`` (handled in arrival order)."""
-        self._queue.put_nowait((data, send, transport))
+    def submit(
+        self, data: bytes, send: Send, transport: str = "udp", link: Link | None = None
+    ) -> None:
+        """Queue one SIP message that came over ``transport`` (handled in arrival order);
+        ``link`` says between which addresses (for captures and the server's own BYE)."""
+        self._queue.put_nowait((data, send, transport, link))
 
     def refuse(self, exc: SipError, send: Send) -> None:
         """Count a message that could not be accepted and answer it if possible."""
@@ -251,20 +249,28 @@ class SipServer:
 
     async def _work(self) -> None:
         while True:
-            data, send, transport = await self._queue.get()
+            data, send, transport, link = await self._queue.get()
             try:
-                await self._handle(data, send, transport)
+                await self._handle(data, send, transport, link)
             except Exception as exc:  # one bad message must not stop SIP for every call
                 self.hub.count("media.siprec.error.internal")
                 with contextlib.suppress(Exception):
                     msg = parse_message(data)
                     send(response_to(msg, 500, reason=type(exc).__name__).to_bytes())
 
-    async def _handle(self, data: bytes, send: Send, transport: str = "udp") -> None:
+    async def _handle(
+        self, data: bytes, send: Send, transport: str = "udp", link: Link | None = None
+    ) -> None:
         try:
             msg = parse_message(data)
         except SipError as exc:
             self.refuse(exc, send)
+            return
+        capture = self._capture_for(msg, link)
+        if capture is not None and link is not None:
+            capture.packet(link.proto, link.peer, link.local, data)  # type: ignore[arg-type]
+            send = recorded(send, capture, link)
+        if not msg.is_request and self._byes.answered(msg):
             return
         key = None
         if msg.is_request and msg.method != "ACK":
@@ -285,7 +291,7 @@ class SipServer:
         dialog = self.dialogs.get(msg.call_id)
         if dialog is None or dialog.ended:
             if msg.is_request and msg.method == "INVITE" and dialog is None:
-                await self._invite(msg, data, send, transport)
+                await self._invite(msg, data, send, transport, link)
             else:
                 self._no_dialog(msg, send)
             return
@@ -334,7 +340,22 @@ class SipServer:
         self.hub.count("media.siprec.error.no-dialog")
         send(response_to(msg, 481).to_bytes())
 
-    async def _invite(self, msg: SipMessage, data: bytes, send: Send, transport: str) -> None:
+    def _capture_for(self, msg: SipMessage, link: Link | None) -> PacketCapture | None:
+        """The capture of ``msg``'s call: a new INVITE starts one (``--capture``)."""
+        capture = self._captures.get(msg.call_id)
+        if (
+            capture is None
+            and self.captures is not None
+            and link is not None
+            and msg.method == "INVITE"
+            and msg.call_id not in self.dialogs
+        ):
+            capture = self._captures[msg.call_id] = self.captures.packets()
+        return capture
+
+    async def _invite(
+        self, msg: SipMessage, data: bytes, send: Send, transport: str, link: Link | None = None
+    ) -> None:
         call_id = msg.call_id
         socks: list[socket.socket] = []
 
@@ -352,7 +373,7 @@ class SipServer:
 
         feeder = self.hub.open(
             "siprec",
-            quantum_ms=_FRAME_MS,
+            quantum_ms=FRAME_MS,
             clock_from_media=True,
             allocate=allocate,
             address=self.host,
@@ -371,14 +392,21 @@ class SipServer:
             feeder.close()
             for reply in replies:
                 send(reply)
+            capture = self._captures.pop(call_id, None)
+            if capture is not None:
+                capture.finish(None)  # no call: nothing to keep
             return
-        protocols = [_RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
-        dialog = _Dialog(call_id, feeder, decoder.ports)
+        protocols = [RtpProtocol(f"{kind}:{i}") for i in (0, 1) for kind in ("rtp", "rtcp")]
+        if link is None:
+            link = Link(transport, ("", 0), (self.host, self.port), send)
+        dialog = Dialog(call_id, feeder, decoder.ports, link,
+                         capture=self._captures.get(call_id))  # fmt: skip
+        feeder.session.push = lambda _replies: self._gateway_bye(dialog)
         for protocol in protocols:
             protocol.dialog = dialog
         self.dialogs[call_id] = dialog
         # Listening before the 200 OK goes out: the SBC sends RTP as soon as it has it.
-        dialog.transports = await self._listen(protocols, socks)
+        dialog.transports = await listen(protocols, socks)
         for reply in replies:
             send(reply)
         dialog.last_rtp = time.monotonic()
@@ -386,14 +414,14 @@ class SipServer:
 
     # -- media timeout
 
-    def _watch(self, dialog: _Dialog, delay_s: float) -> None:
+    def _watch(self, dialog: Dialog, delay_s: float) -> None:
         if dialog.ended or math.isinf(self.media_timeout_s):
             dialog.watchdog = None
             return
         loop = asyncio.get_running_loop()
         dialog.watchdog = loop.call_later(max(delay_s, 0.001), self._check, dialog)
 
-    def _check(self, dialog: _Dialog) -> None:
+    def _check(self, dialog: Dialog) -> None:
         dialog.watchdog = None
         if dialog.ended:
             return
@@ -407,7 +435,7 @@ class SipServer:
             return
         self._watch(dialog, self.media_timeout_s - idle)
 
-    def _drop(self, dialog: _Dialog, reason: str) -> None:
+    def _drop(self, dialog: Dialog, reason: str) -> None:
         """End ``dialog``'s call as dropped (no BYE came)."""
         session = dialog.feeder.session
         session.drop(reason)
@@ -416,7 +444,7 @@ class SipServer:
             self.hub.count(f"media.siprec.drop.{reason}")
         self._finish(dialog)
 
-    def _finish(self, dialog: _Dialog) -> None:
+    def _finish(self, dialog: Dialog) -> None:
         """The call is over: close its session now, its RTP ports after the linger."""
         if dialog.ended:
             return
@@ -436,38 +464,40 @@ class SipServer:
         handle = loop.call_later(RTP_LINGER_S, release)
         self._lingering.add(handle)
 
-    def _release(self, dialog: _Dialog) -> None:
+    def _release(self, dialog: Dialog) -> None:
         for transport in dialog.transports:
             transport.close()
         dialog.transports = []
         if self.dialogs.get(dialog.call_id) is dialog:
             del self.dialogs[dialog.call_id]
+        self._byes.forget(dialog.call_id)
+        capture = self._captures.pop(dialog.call_id, None)
+        if capture is not None:
+            call = dialog.feeder.session.call
+            capture.finish(call.guid if call is not None else None)
+
+    # -- the gateway ends the call
+
+    def _gateway_bye(self, dialog: Dialog) -> None:
+        """The gateway hung the call up (``DELETE /_sim/v1/calls/{guid}``): tell the SBC
+        with a BYE (RFC 3261 15.1.1), then end the dialog."""
+        if dialog.ended:
+            return
+        if self._byes.send(dialog, self.host, self.port):
+            self.hub.count("media.siprec.gateway-bye")
+        self._finish(dialog)
 
     # -- RTP ports
-
-    async def _listen(
-        self, protocols: list[_RtpProtocol], socks: list[socket.socket]
-    ) -> list[asyncio.DatagramTransport]:
-        """Receive on the bound RTP/RTCP sockets (what arrived meanwhile waits in them)."""
-        loop = asyncio.get_running_loop()
-        transports: list[asyncio.DatagramTransport] = []
-        for protocol, sock in zip(protocols, socks, strict=True):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda p=protocol: p,  # type: ignore[misc]
-                sock=sock,
-            )
-            transports.append(transport)
-        return transports
 
     def _rtp_rtcp_sockets(self) -> tuple[socket.socket, socket.socket]:
         """An RTP socket on an even port and the RTCP one on the next (RFC 3550 11)."""
         if self.rtp_ports is None:
             for _ in range(64):
-                rtp = _udp_socket(self.host, 0)
+                rtp = udp_socket(self.host, 0)
                 port = int(rtp.getsockname()[1])
                 if port % 2 == 0 and port < 65535:
                     with contextlib.suppress(OSError):
-                        return rtp, _udp_socket(self.host, port + 1)
+                        return rtp, udp_socket(self.host, port + 1)
                 rtp.close()
             raise ConfigError("no free even/odd UDP port pair for RTP and RTCP")
         low, high = self.rtp_ports
@@ -476,22 +506,11 @@ class SipServer:
             port = self._next_rtp
             self._next_rtp = first if port + 3 > high else port + 2
             try:
-                rtp = _udp_socket(self.host, port)
+                rtp = udp_socket(self.host, port)
             except OSError:
                 continue
             try:
-                return rtp, _udp_socket(self.host, port + 1)
+                return rtp, udp_socket(self.host, port + 1)
             except OSError:
                 rtp.close()
         raise ConfigError(f"no free RTP/RTCP port pair in {low}..{high}")
-
-
-def _udp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock

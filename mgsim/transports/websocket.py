@@ -92,19 +92,33 @@ def _end(feeder: Feeder, lost: bool) -> list[Reply]:
     return replies
 
 
-async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+async def _close(
+    websocket: WebSocket, code: int, reason: str = "", feeder: Feeder | None = None
+) -> None:
     if websocket.application_state == WebSocketState.DISCONNECTED:
         return
+    if feeder is not None and websocket.client_state == WebSocketState.CONNECTED:
+        feeder.note_close("server", code, reason[:120])
     with contextlib.suppress(Exception):  # the peer may already be gone
         await websocket.close(code, reason[:120])
 
 
-async def _send(websocket: WebSocket, replies: list[Reply]) -> None:
+async def _send(websocket: WebSocket, replies: list[Reply], feeder: Feeder | None = None) -> None:
     for reply in replies:
         if isinstance(reply.data, str):
             await websocket.send_text(reply.data)
         else:
             await websocket.send_bytes(reply.data)
+    if feeder is not None and replies:
+        feeder.note_sent(replies)
+
+
+def _client_closed(feeder: Feeder, message: Mapping[str, Any]) -> bool:
+    """Record the client's close (or its connection's death); whether it died."""
+    lost = _lost(message)
+    code = message.get("code")
+    feeder.note_close("client", None if lost else code, str(message.get("reason") or ""))
+    return lost
 
 
 def _payload(message: Mapping[str, Any]) -> str | bytes:
@@ -127,10 +141,22 @@ async def twilio_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     feeder = hub.open("twilio")
+
+    closing: list[asyncio.Future[None]] = []
+
+    def hung_up(replies: list[Reply]) -> None:
+        # The gateway ended the call: Twilio Media Streams has no message for that, so the
+        # server ends the stream by closing the WebSocket normally.
+        closing.append(
+            asyncio.ensure_future(_close(websocket, 1000, "call ended by the gateway", feeder))
+        )
+
+    feeder.session.push = hung_up
     lost = True
     try:
         lost = await _pump(websocket, feeder)
     finally:
+        feeder.session.push = None
         _end(feeder, lost)
 
 
@@ -141,14 +167,15 @@ async def _pump(websocket: WebSocket, feeder: Feeder) -> bool:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return _lost(message)
+                return _client_closed(feeder, message)
             replies = feeder.feed("ws", _payload(message))
-            await _send(websocket, replies)
+            await _send(websocket, replies, feeder)
             if session.close_code is not None:
                 reason = next(reversed(session.errors), "error") if session.errors else "error"
-                await _close(websocket, session.close_code, reason)
+                await _close(websocket, session.close_code, reason, feeder)
                 return False
     except WebSocketDisconnect as exc:
+        feeder.note_close("client", exc.code, str(exc.reason or ""))
         return exc.code in (ABNORMAL_CLOSURE, NO_STATUS)
     except (RuntimeError, OSError):
         return True
@@ -198,7 +225,7 @@ async def audiohook_endpoint(websocket: WebSocket) -> None:
         session_id=headers.get("audiohook-session-id"),
         organization_id=headers.get("audiohook-organization-id"),
     )
-    outbox = _Outbox(websocket)
+    outbox = _Outbox(websocket, feeder)
     lost = True
     try:
         lost = await _audiohook_pump(websocket, feeder, outbox)
@@ -206,7 +233,7 @@ async def audiohook_endpoint(websocket: WebSocket) -> None:
         feeder.session.push = None
         outbox.put(_end(feeder, lost))
         await outbox.finish()
-        await _close(websocket, 1000)
+        await _close(websocket, 1000, "", feeder)
 
 
 class _Outbox:
@@ -214,8 +241,9 @@ class _Outbox:
     pump made them (answers to client messages) or the gateway did (a hang-up's
     ``disconnect``), so the client sees the server's ``seq`` in order."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, feeder: Feeder | None = None) -> None:
         self._websocket = websocket
+        self._feeder = feeder
         # Replies to send; an int is a close code (close the socket); None ends the writer.
         self._queue: asyncio.Queue[list[Reply] | int | None] = asyncio.Queue()
         self._task = asyncio.ensure_future(self._run())
@@ -228,6 +256,8 @@ class _Outbox:
     def push(self, replies: list[Reply]) -> None:
         """Send what the session says unprompted (a ``disconnect``): the client then has
         :data:`CLOSE_WAIT_S` to close before the server closes the socket."""
+        if not replies:
+            return  # nothing to tell the client (it is already closing)
         self.put(replies)
         if self._deadline is None:
             loop = asyncio.get_running_loop()
@@ -255,10 +285,10 @@ class _Outbox:
                 if replies is None:
                     return
                 if isinstance(replies, int):
-                    await _close(websocket, replies, "no close after disconnect")
+                    await _close(websocket, replies, "no close after disconnect", self._feeder)
                 elif websocket.application_state == WebSocketState.CONNECTED:
                     with contextlib.suppress(Exception):  # the peer may be gone
-                        await _send(websocket, replies)
+                        await _send(websocket, replies, self._feeder)
             finally:
                 queue.task_done()
 
@@ -275,18 +305,20 @@ async def _audiohook_pump(websocket: WebSocket, feeder: Feeder, outbox: _Outbox)
                     message = await asyncio.wait_for(websocket.receive(), CLOSE_WAIT_S)
                 except TimeoutError:
                     await outbox.drain()
-                    await _close(websocket, session.close_code or 1008, "no close after disconnect")
+                    await _close(websocket, session.close_code or 1008,
+                                 "no close after disconnect", feeder)  # fmt: skip
                     return False
             else:
                 message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return _lost(message)
+                return _client_closed(feeder, message)
             outbox.put(feeder.feed("ws", _payload(message)))
             if decoder is not None and decoder.state == "closed":
                 await outbox.drain()
-                await _close(websocket, 1000)
+                await _close(websocket, 1000, "", feeder)
                 return False
     except WebSocketDisconnect as exc:
+        feeder.note_close("client", exc.code, str(exc.reason or ""))
         return exc.code in (ABNORMAL_CLOSURE, NO_STATUS)
     except (RuntimeError, OSError):
         return True
