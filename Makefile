@@ -29,7 +29,10 @@ demo: $(STAMP)
 	$(BIN)/mgsim demo
 
 ## lab: open JupyterLab on the notebooks (embedded simulator, works offline)
+# The notebooks are trusted first (in Jupyter's local database; the files are unchanged) so
+# that JupyterLab draws their saved widgets instead of the widgets' text form.
 lab: $(STAMP)
+	@$(BIN)/jupyter trust notebooks/*.ipynb >/dev/null
 	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/
 
 ## app: the run panel as a dashboard without code (Voila) on http://127.0.0.1:8866

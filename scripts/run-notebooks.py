@@ -6,10 +6,16 @@
     .venv/bin/python scripts/run-notebooks.py --images        # also docs/img/*.png
 
 The kernel runs this interpreter's environment with sandbox credentials and base URLs
-removed from its environment, so saved outputs never depend on (or show) them. What a run
-leaves that changes from one run to the next is dropped before saving: execution timing
-metadata, widget state and widget view ids (a saved widget shows its text form). Running
-twice gives byte-identical files; ``--check`` exits 1 if a notebook would change.
+removed from its environment, so saved outputs never depend on (or show) them. Each notebook
+is saved with its widget state (``metadata.widgets``), so that exported HTML and a fresh
+JupyterLab show the widgets as they were at the end of the run; the kernel numbers widget
+models with :func:`mgsim.lab.widget_ids.seed_model_ids`, so the ids are the same on every
+run. Execution timings are dropped. Running twice gives byte-identical files; ``--check``
+exits 1 if a notebook would change.
+
+The notebook metadata is what JupyterLab itself writes when it opens the notebook: the
+kernelspec and the kernel's full ``language_info`` (Python's version included), so a
+notebook opens unmodified and autosave leaves it alone (``tests/test_notebook_files.py``).
 """
 
 from __future__ import annotations
@@ -29,25 +35,20 @@ NOTEBOOKS = ROOT / "notebooks"
 IMAGES = ROOT / "docs" / "img"
 # Never let credentials or a remote gateway leak into saved outputs.
 SCRUBBED_ENV = ("ASAPP_API_ID", "ASAPP_API_SECRET", "MGSIM_BASE_URL", "MGSIM_SANDBOX_URL")
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    nb.metadata.pop("widgets", None)
+    # JupyterLab sets the kernelspec and language_info from the running kernel when it opens
+    # a notebook; anything else here would mark every notebook modified on open. nbclient
+    # has already put the kernel's language_info in place.
     nb.metadata["kernelspec"] = {
         "display_name": "Python 3 (ipykernel)",
         "language": "python",
         "name": "python3",
     }
-    # Only the language name: the patch version of Python is not part of the story.
-    nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
-        for output in cell.get("outputs", []):
-            data = output.get("data")
-            if data is not None and WIDGET_VIEW in data and "text/plain" in data:
-                del data[WIDGET_VIEW]
     return nb
 
 
@@ -71,7 +72,12 @@ def run(path: Path, timeout: int) -> tuple[nbformat.NotebookNode, float]:
             kernel_name="python3",
             resources={"metadata": {"path": str(path.parent)}},
             record_timing=False,
-            store_widget_state=False,
+            store_widget_state=True,
+            # Widget model ids numbered per notebook instead of random (see the docstring).
+            extra_arguments=[
+                "--IPKernelApp.exec_lines=from mgsim.lab.widget_ids import seed_model_ids;"
+                f" seed_model_ids({path.stem!r})"
+            ],
         )
         started = time.perf_counter()
         client.execute()

@@ -9,7 +9,12 @@ and a stop-streaming 200, and that the timeline figure was drawn. A screenshot i
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,6 +171,55 @@ def test_quickstart_control_panel(lab: JupyterLab, page: Page) -> None:
     # The panel's state plot was redrawn after each click.
     assert plot_before and plot_started and plot_stopped
     assert len({plot_before, plot_started, plot_stopped}) == 3
+
+
+@pytest.fixture
+def lab_copy(tmp_path: Path) -> Iterator[tuple[JupyterLab, Path]]:
+    """JupyterLab serving a copy of the notebooks, which the test may save over."""
+    served = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, served)
+    # As `make lab` does: trust them, so that their saved widget views are drawn.
+    data = tmp_path / "lab" / "data"
+    data.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "nbformat.sign", *map(str, sorted(served.glob("*.ipynb")))],
+        env={**os.environ, "JUPYTER_DATA_DIR": str(data)}, check=True, capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    with run_jupyterlab(served, tmp_path / "lab", free_port(), startup_timeout=LAB_START_S) as lab:
+        yield lab, served
+
+
+@needs_browser
+@pytest.mark.socket
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [QUICKSTART, "03_pci_windows.ipynb"])
+def test_a_notebook_opens_unmodified_and_saves_byte_for_byte(
+    lab_copy: tuple[JupyterLab, Path], page: Page, name: str
+) -> None:
+    """Opened in JupyterLab (kernel started, saved widget state restored), a committed
+    notebook is not marked modified, and saving it writes the same bytes."""
+    from playwright.sync_api import expect
+
+    lab, served = lab_copy
+    path = served / name
+    before = path.read_bytes()
+    nb = NotebookPage(page)
+    nb.open(lab, name, len(code_sources(path)), OPEN_MS)
+    # The saved widgets are drawn from the notebook's widget state, with no cell run, and
+    # none is shown as its text form.
+    expect(page.locator(".jp-OutputArea-output .widget-button").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^(ControlPanel|RunPanel|Audio)\("))).to_have_count(0)
+    tab = page.locator(f'.lm-TabBar-tab[title*="{name}"]').first
+    page.wait_for_timeout(1000)  # metadata updates from the kernel land after it is idle
+    assert "jp-mod-dirty" not in (tab.get_attribute("class") or "")
+    mtime = path.stat().st_mtime_ns
+    nb.menu("File", "docmanager:save")
+    deadline = time.monotonic() + 10
+    while path.stat().st_mtime_ns == mtime and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert path.stat().st_mtime_ns != mtime, "JupyterLab did not save"
+    assert path.read_bytes() == before
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import wave
 
 import numpy as np
@@ -416,21 +417,72 @@ def test_a_hang_up_is_named_for_its_endpoint_not_its_guid() -> None:
         panel.close()
 
 
-def test_control_panel_log_has_real_times_and_cells_that_do_not_wrap() -> None:
+def test_control_panel_log_times_clicks_in_the_page_on_its_virtual_clock() -> None:
     from mgsim.lab import widgets
 
-    clock = iter([100.0, 102.5, 107.25])
+    real = iter([100.0, 102.5, 107.25, 110.0])
     panel = widgets.ControlPanel(namespace="siprec")
-    panel._now = lambda: next(clock)  # three clicks, 2.5 s and 4.75 s apart
+    panel._now = lambda: next(real)  # four clicks in the page, 2.5, 4.75 and 2.75 s apart
+    try:
+        for button in ("open call", "start", "start", "stop"):
+            panel.buttons[button].click()
+        frame = panel.journal_frame()
+        summary = panel.last.customer.summary
+    finally:
+        panel.close()
+    assert frame["t_s"].tolist() == [0.0, 2.5, 7.25, 10.0]
+    assert frame["code"].tolist()[2] == "409-201"
+    # The call streamed from the first start to the stop, 7.5 s on the panel's clock, which
+    # the gateway counts in whole seconds, rounded up.
+    assert summary.streaming_seconds == 8
+    assert "<td>7.25</td>" in panel.journal.value and "<td>10.00</td>" in panel.journal.value
+
+
+def test_control_panel_clicks_from_code_take_no_time_unless_told() -> None:
+    from mgsim.lab import widgets
+
+    panel = widgets.ControlPanel(namespace="twilio")
+    panel._now = lambda: pytest.fail("clicks from code never read the real clock")
     try:
         panel.click_open()
         panel.click_start()
-        frame = panel.click_stop()
+        panel.wait(2.5)
+        panel.click_stop()
+        panel.click_hang_up()
+        with pytest.raises(ValueError, match="forward"):
+            panel.wait(-1)
+        frame = panel.journal_frame()
     finally:
         panel.close()
-    assert frame["t_s"].tolist() == [0.0, 2.5, 7.2]
-    assert "white-space: nowrap" in panel.journal.value
-    assert "<td>start-streaming</td>" in panel.journal.value
+    assert frame["t_s"].tolist() == [0.0, 0.0, 2.5, 2.5]
+    # Twice the same panel from code: the same log, so a saved notebook is the same file.
+    again = widgets.ControlPanel(namespace="twilio")
+    try:
+        again.click_open()
+        again.click_start()
+        again.wait(2.5)
+        again.click_stop()
+        again.click_hang_up()
+        assert again.journal.value == panel.journal.value
+    finally:
+        again.close()
+
+
+def test_control_panel_log_cells_do_not_wrap() -> None:
+    panel = ControlPanel(namespace="siprec")
+    try:
+        panel.click_open()
+        panel.click_start()
+        panel.click_start()
+        panel.click_hang_up()
+    finally:
+        panel.close()
+    html = panel.journal.value
+    assert "white-space: nowrap" in html
+    for cell in ("start-streaming", "409-201", "DELETE", "calls"):
+        assert f"<td>{cell}</td>" in html, cell
+    assert f"<td>{panel.guid.value}</td>" not in html  # (error messages may name it)
+    assert "NaN" not in html and "&lt;NA&gt;" not in html and "None" not in html
 
 
 @pytest.mark.parametrize("fixture", ["guard", "whole"])
@@ -463,3 +515,37 @@ def test_plot_text_is_at_least_9_points_and_inside_the_figure(
             extent = text.get_window_extent(renderer)
             assert extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1, text.get_text()
             assert extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1, text.get_text()
+
+
+# -- widget ids -----------------------------------------------------------------------------
+
+
+_IDS_OF_A_RUN = """
+import ipywidgets
+from mgsim.lab.widget_ids import seed_model_ids
+seed_model_ids("test-notebook")
+audio, html = ipywidgets.Audio(value=b"RIFF"), ipywidgets.HTML("x")
+kept = ipywidgets.Text(model_id="f" * 32)
+print(audio.model_id, audio.layout.model_id, html.model_id, kept.model_id)
+"""
+
+
+def test_seeded_widget_ids_are_the_same_on_every_run() -> None:
+    import subprocess
+    import sys
+
+    from mgsim.lab import widget_ids
+
+    # Each run in a process of its own, as each notebook run has a kernel of its own.
+    runs = [
+        subprocess.run([sys.executable, "-c", _IDS_OF_A_RUN], capture_output=True, text=True,
+                       check=True, timeout=60).stdout.split()
+        for _ in range(2)
+    ]  # fmt: skip
+    assert runs[0] == runs[1]
+    audio, layout, html, kept = runs[0]
+    assert (audio, layout) == (widget_ids.model_id("test-notebook", 0),
+                               widget_ids.model_id("test-notebook", 1))  # fmt: skip
+    assert kept == "f" * 32  # an explicit id is kept
+    assert len({audio, layout, html}) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in (audio, layout, html))

@@ -177,19 +177,23 @@ def _endpoint_name(path: str, guid: str | None) -> str:
     return parts[-1] if parts else path
 
 
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` for reading: missing values (``NaN``, ``<NA>``, ``None``) shown as blanks.
+def readable(frame: pd.DataFrame, index: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """``frame`` for reading: missing values (``NaN``, ``<NA>``, ``None``) shown as blanks,
+    and with ``index`` (a column or several) naming the rows instead of numbering them.
 
     The tables keep their types (nullable numbers, so ``query("wait_ms > 0")`` works); this
     copy is for display only.
 
-    >>> readable(pd.DataFrame({"code": [None, "409-201"], "wait_ms": [pd.NA, 250.0]}))
-    ... # doctest: +NORMALIZE_WHITESPACE
-          code wait_ms
-    0
-    1  409-201   250.0
+    >>> frame = pd.DataFrame({"seq": [1, 2], "code": [None, "409-201"], "wait_ms": [pd.NA, 250.0]})
+    >>> readable(frame, index="seq")  # doctest: +NORMALIZE_WHITESPACE
+            code wait_ms
+    seq
+    1
+    2    409-201   250.0
     """
     out = frame.copy()
+    if index is not None:
+        out = out.set_index(index if isinstance(index, str) else list(index))
     for column in out.columns:
         missing = out[column].isna()
         if missing.any():

@@ -11,6 +11,11 @@ are tested) without a browser:
 
 Panels display themselves when they are a cell's last expression; their widgets sit in
 ``panel.view`` for custom layouts.
+
+Time: the panel's simulator runs on a virtual clock, which a click of a button moves on by
+the real time since the previous click, so the log's ``t_s`` and the stop summary's
+``streamingSeconds`` say how long the call really streamed. Clicks from code take no time
+(a notebook gives the same numbers every run); ``panel.wait(seconds)`` lets time pass.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mgsim.client import Client
+from mgsim.clock import VirtualClock
 from mgsim.contract.models import (
     AmazonConnectParams,
     AutotranscribeParams,
@@ -33,7 +39,7 @@ from mgsim.contract.models import (
     TwilioParams,
 )
 from mgsim.lab.plots import COLORS
-from mgsim.lab.tables import journal_table
+from mgsim.lab.tables import journal_table, readable
 from mgsim.sim.scenario import NAMESPACES, guid_for
 from mgsim.simulator import Simulator
 
@@ -44,7 +50,7 @@ JOURNAL_VIEW_COLUMNS = [
     "latency_ms", "error",
 ]  # fmt: skip
 """The journal columns the control panel shows (ids and guids are left out for width);
-``t_s`` is when the request was sent, in seconds of real time since the panel's first."""
+``t_s`` is when the request was sent, in seconds on the client's clock since its first."""
 
 _TABLE_STYLE = (
     "<style>.mgsim-table td, .mgsim-table th {white-space: nowrap; padding: 1px 8px;}</style>"
@@ -62,7 +68,7 @@ def connect_stream_arn(guid: str) -> str:
 def html_table(frame: pd.DataFrame) -> str:
     """``frame`` as an HTML table whose cells never wrap ("start-streaming", "409-201"
     stay whole) and whose missing values are blank."""
-    table = frame.to_html(index=False, na_rep="", border=0, classes="mgsim-table")
+    table = readable(frame).to_html(index=False, border=0, classes="mgsim-table")
     return _TABLE_STYLE + str(table)
 
 
@@ -148,9 +154,8 @@ class ControlPanel(Panel):
         self.client = client
         self.last: Any = None
         """What the last action returned (a result, a dict or the exception raised)."""
-        self._now = time.monotonic  # the panel's real clock (tests set their own)
-        self._first_click: float | None = None
-        self._click_at: list[tuple[int, float]] = []  # (journal length before, seconds)
+        self._now = time.monotonic  # real time between clicks in the page (tests set their own)
+        self._last_button: float | None = None
         style = {"description_width": "120px"}
         self.namespace = w.Dropdown(options=NAMESPACES, value=namespace, description="namespace",
                                     style=style)  # fmt: skip
@@ -182,7 +187,7 @@ class ControlPanel(Panel):
             "hang up": self.click_hang_up,
         }
         for name, button in self.buttons.items():
-            button.on_click(lambda _b, act=actions[name]: act())
+            button.on_click(lambda _b, act=actions[name]: self._button(act))
         self.status = w.HTML(value="")
         self.journal = w.HTML(value="")
         self.plot = w.Image(format="png", layout=w.Layout(width="560px"))
@@ -233,12 +238,25 @@ class ControlPanel(Panel):
             )
         return None
 
-    def _act(self, label: str, action: Any) -> pd.DataFrame:
-        # The embedded simulator's clock is virtual (it stands still between clicks), so
-        # the panel times each click itself: the journal's t_s is real time.
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the client's clock before the next click, as the time
+        between two clicks in the page does (a real clock needs no telling)."""
+        if seconds < 0:
+            raise ValueError(f"cannot wait {seconds} s: time only moves forward")
+        if isinstance(self.client.clock, VirtualClock):
+            self.client.clock.advance(seconds)
+
+    def _button(self, action: Any) -> pd.DataFrame:
+        # A click in the page: the virtual clock catches up with the real time since the
+        # previous one (the first click starts the count).
         now = self._now()
-        self._first_click = self._first_click if self._first_click is not None else now
-        self._click_at.append((len(self.client.journal), now - self._first_click))
+        if self._last_button is not None:
+            self.wait(max(0.0, now - self._last_button))
+        self._last_button = now
+        frame: pd.DataFrame = action()
+        return frame
+
+    def _act(self, label: str, action: Any) -> pd.DataFrame:
         try:
             self.last = action()
             self.status.value = f"<b>{html.escape(label)}</b>: ok"
@@ -282,15 +300,9 @@ class ControlPanel(Panel):
 
     def journal_frame(self) -> pd.DataFrame:
         """The client's journal as :func:`~mgsim.lab.tables.journal_table` shows it, plus
-        ``t_s``: when each request's click came, in real seconds since the first click (to
-        0.1 s), and the request's own offset within that click (retries, latency)."""
+        ``t_s``: when each request was sent, in seconds since the first (to 0.01 s)."""
         frame = journal_table(self.client)
-        times: list[float] = []
-        for i, t_ms in enumerate(frame["t_ms"]):
-            start, at = next(((n, s) for n, s in reversed(self._click_at) if n <= i), (0, 0.0))
-            first_ms = frame["t_ms"].iloc[start] if start < len(frame) else t_ms
-            times.append(round(at + (t_ms - first_ms) / 1000.0, 1))
-        frame.insert(2, "t_s", times)
+        frame.insert(2, "t_s", (frame["t_ms"] / 1000.0).round(2))
         return frame
 
     def refresh(self) -> pd.DataFrame:
