@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Protocol
@@ -122,6 +123,13 @@ class LoopClock:
             return self._pinned
         return self._loop.time() - self._t0
 
+    @property
+    def virtual(self) -> bool:
+        """True while the loop runs under :func:`virtual_time`: time then jumps whenever
+        every task waits, so work done outside the loop (a worker thread) would take no
+        simulated time while the rest of the call rushes ahead of it."""
+        return self._loop in _VIRTUAL_LOOPS
+
     def pin(self, t: float | None) -> None:
         """Report ``t`` as the time until unpinned with ``pin(None)`` (never earlier than
         the loop's own time).
@@ -147,6 +155,10 @@ class LoopClock:
         await asyncio.sleep(max(0.0, t - self.now()))
 
 
+_VIRTUAL_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+"""Loops inside :func:`virtual_time` now."""
+
+
 @contextlib.contextmanager
 def virtual_time() -> Iterator[None]:
     """Context manager making the running loop's time virtual (see :class:`LoopClock`).
@@ -162,6 +174,7 @@ def virtual_time() -> Iterator[None]:
     from aiotools import VirtualClock as _AioVirtualClock
 
     loop = asyncio.get_running_loop()
+    _VIRTUAL_LOOPS.add(loop)
     with _AioVirtualClock().patch_loop():
         # aiotools lets a timer due within 1 ms of another fire with it, early; a
         # discrete-event simulation needs every event at its own time. Virtual time moves
@@ -172,3 +185,4 @@ def virtual_time() -> Iterator[None]:
             yield
         finally:
             setattr(loop, "_clock_resolution", coarse)  # noqa: B010
+            _VIRTUAL_LOOPS.discard(loop)

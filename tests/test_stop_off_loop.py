@@ -155,3 +155,36 @@ def test_a_stop_whose_client_leaves_is_still_transcribed() -> None:
             assert asyncio.run(leave_midway(sim)) == 2
         finally:
             engine.release.set()
+
+
+def test_a_scenario_in_virtual_time_recognizes_every_segment_in_line(monkeypatch) -> None:
+    """A scenario's loop runs in virtual time (LoopClock): a recognition sent to a worker
+    thread would take no simulated time while the call rushed on without its transcripts
+    (a guarded Whisper call lost two of its three utterances so). A recognizer that is not
+    the script engine and takes real time must still give what the script engine gives."""
+    import time
+
+    import mgsim.sim.scenario as scenario_module
+    from mgsim.lab import Plan, Scenario, load_sample, run_scenario
+
+    real_engine_for = scenario_module.engine_for
+    threads: list[str] = []
+
+    class SlowEngine:  # not a ScriptEngine: the server cannot tell it is quick
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def transcribe(self, role: str, pcm: Any, streamed: Any, *, offset_ms: float = 0.0):
+            threads.append(threading.current_thread().name)
+            time.sleep(0.05)  # real time, as a recognizer's CPU takes
+            return self.inner.transcribe(role, pcm, streamed, offset_ms=offset_ms)
+
+    call = load_sample("card_payment")
+    expected = run_scenario(Scenario(call, "twilio", Plan("guard")))
+    monkeypatch.setattr(
+        scenario_module, "engine_for", lambda *a, **k: SlowEngine(real_engine_for(*a, **k))
+    )
+    slow = run_scenario(Scenario(call, "twilio", Plan("guard")))
+    assert threads and set(threads) == {threading.main_thread().name}
+    assert slow.utterance_rows() == expected.utterance_rows()
+    assert len(slow.utterance_rows()) > 1

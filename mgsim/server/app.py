@@ -304,13 +304,15 @@ async def _with_guid_lock(
 async def _stop_and_transcribe(state: ServerState, namespace: str, guid: str) -> Segment:
     """Stop streaming; recognize what the segment streamed in a worker thread under a real
     clock, so that a recognizer taking seconds of CPU (Whisper) leaves the event loop free
-    for every other call meanwhile. Under a virtual clock it runs in line: the simulation
-    stays deterministic, each stop complete before the next event. So does the reference
-    engine, which replays a script in microseconds: a thread would only make its stop's
-    answer later, and a scripted call's timing is what its tests compare."""
+    for every other call meanwhile. Under a virtual clock (a :class:`VirtualClock`, or a
+    :class:`~mgsim.clock.LoopClock` on a loop in virtual time, as scenarios run) it runs in
+    line: the simulation stays deterministic, each stop complete before the next event. So
+    does the reference engine, which replays a script in microseconds: a thread would only
+    make its stop's answer later, and a scripted call's timing is what its tests compare."""
     seg, job = state.gateway.stop_deferred(namespace, guid)
     if job is not None:
-        if isinstance(state.clock, VirtualClock) or isinstance(job.engine, ScriptEngine):
+        virtual = isinstance(state.clock, VirtualClock) or getattr(state.clock, "virtual", False)
+        if virtual or isinstance(job.engine, ScriptEngine):
             utterances = job.recognise()
             state.gateway.transcription.finish(job, utterances)
         else:
