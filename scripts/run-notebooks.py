@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
+import itertools
 import os
 import sys
 import time
@@ -105,6 +107,15 @@ def images() -> None:
     print(f"wrote {IMAGES / 'timeline.png'}")
 
 
+def _show_difference(name: str, before: str, after: str, lines: int = 24) -> None:
+    """The start of what a run would change, on stderr (long lines cut)."""
+    diff = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), f"{name} (committed)", f"{name} (run)", n=1
+    )
+    for line in itertools.islice(diff, lines):
+        print(line if len(line) < 200 else line[:200] + " ...", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -131,7 +142,9 @@ def main() -> int:
         after = nbformat.writes(copy.deepcopy(nb)) + "\n"  # type: ignore[no-untyped-call]
         if after != before:
             changed.append(path.name)
-            if not args.check:
+            if args.check:
+                _show_difference(path.name, before, after)
+            else:
                 path.write_text(after, encoding="utf-8")
         print(f"{path.name:32} {elapsed:6.1f} s{'  (changed)' if after != before else ''}")
     print(f"{'total':32} {total:6.1f} s")

@@ -81,14 +81,12 @@ from mgsim.media.sip import (
     parse_multipart,
     response_to,
 )
-from mgsim.media.siprec_ucid import ucid_from_uui
+from mgsim.media.siprec_info import CHANNELS, find_ucid, session_info
 
 __all__ = ["ACCEPT", "ALLOW", "CHANNELS", "SUPPORTED", "SessionState", "SiprecSession"]
 
 SessionState = Literal["idle", "active", "paused", "closing", "closed"]
 
-CHANNELS = ("0", "1")
-"""Participant channels of a SIPREC session: the top and the second audio m-line."""
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 """The methods a recording server answers (the ``Allow`` header)."""
@@ -410,7 +408,7 @@ class SiprecSession:
         offer = parse_sdp(sdp)
         top, second = check_recording_offer(offer)
         meta = parse_metadata(raw_meta) if raw_meta is not None else None
-        guid, vendor, source = _find_ucid(msg, meta)
+        guid, vendor, source = find_ucid(msg, meta)
         refusal = self.guid_in_use(guid) if self.guid_in_use is not None else None
         if refusal is not None:
             raise SipError(
@@ -438,7 +436,7 @@ class SiprecSession:
         answer = build_answer(offer, address=self.address, ports=self.ports)
         self._local = answer
         self.guid = guid
-        self.info = _session_info(msg, meta, (top.label, second.label), vendor, source)
+        self.info = session_info(msg, meta, (top.label, second.label), vendor, source)
         self.metadata_version = int(meta is not None)
         self.info["offer_ports"] = (top.port, second.port)
         self.info["answer_ports"] = self.ports
@@ -512,7 +510,7 @@ class SiprecSession:
 
     def _new_metadata(self, msg: SipMessage, meta: RecordingMetadata) -> None:
         labels = self.info.get("labels", (None, None))
-        fresh = _session_info(msg, meta, labels, self.info["vendor"], self.info["guid_source"])
+        fresh = session_info(msg, meta, labels, self.info["vendor"], self.info["guid_source"])
         for key in ("participants", "associations", "channel_participants", "metadata"):
             self.info[key] = fresh[key]
         self.metadata_version += 1
@@ -548,63 +546,3 @@ def _inactive(top: MediaDescription, second: MediaDescription) -> frozenset[str]
 
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _find_ucid(msg: SipMessage, meta: RecordingMetadata | None) -> tuple[str, str, str]:
-    """``(guid, vendor, where)``: the UCID from the places each vendor uses, else Call-ID."""
-    cisco = msg.get("Cisco-Guid")
-    if cisco:
-        return cisco.strip(), "cisco", "Cisco-Guid"
-    for uui in msg.get_all("User-to-User"):
-        ucid = ucid_from_uui(uui)
-        if ucid is not None:
-            return ucid, "avaya", "User-to-User"
-    x_ucid = msg.get("X-UCID")
-    if x_ucid:
-        return x_ucid.strip(), "avaya", "X-UCID"
-    if meta is not None and meta.ucid:
-        return ucid_from_uui(meta.ucid) or meta.ucid, "generic", "metadata"
-    return msg.call_id, "unknown", "Call-ID"
-
-
-def _session_info(
-    msg: SipMessage,
-    meta: RecordingMetadata | None,
-    labels: tuple[str | None, str | None],
-    vendor: str,
-    source: str,
-) -> dict[str, Any]:
-    contact = msg.get("Contact") or ""
-    info: dict[str, Any] = {
-        "call_id": msg.call_id,
-        "vendor": vendor,
-        "guid_source": source,
-        "labels": labels,
-        "src_feature": "+sip.src" in contact,
-        "participants": [],
-        "associations": None,
-        "channel_participants": {ch: None for ch in CHANNELS},
-        "metadata": dict(meta.found) if meta is not None else {"present": "no"},
-    }
-    if meta is None:
-        return info
-    label_map = meta.label_map()
-    label_of = {s.stream_id: s.label for s in meta.streams}
-    info["participants"] = [
-        {
-            "participant_id": p.participant_id,
-            "name": p.name,
-            "aor": p.aor,
-            "labels": [lab for lab, pid in label_map.items() if pid == p.participant_id],
-        }
-        for p in meta.participants
-    ]
-    if meta.associations is not None:
-        info["associations"] = {
-            pid: [label_of.get(sid, sid) for sid in sids] for pid, sids in meta.associations.items()
-        }
-    info["channel_participants"] = {
-        ch: label_map.get(label) if label is not None else None
-        for ch, label in zip(CHANNELS, labels, strict=True)
-    }
-    return info
