@@ -26,6 +26,7 @@ lateness (whether it kept real time) and the CPU both used. Usage::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -224,8 +225,12 @@ async def _one(
                 },
             )
             await s.expect("opened")
-            start = {"namespace": "genesysaudiohook", "guid": guid, "customerId": "c",
-                     "agentId": "a"}
+            start = {
+                "namespace": "genesysaudiohook",
+                "guid": guid,
+                "customerId": "c",
+                "agentId": "a",
+            }
             stop = {"namespace": "genesysaudiohook", "guid": guid}
             await _control(http, "/mg-autotranscribe/v1/start-streaming", start, tally)
             segment = 0  # frames sent while streaming, this segment
@@ -377,7 +382,13 @@ def run(
         tally = Tally()
         for part in parts:
             for name in (
-                "sessions", "completed", "disconnected", "summaries", "pings", "pongs", "frames"
+                "sessions",
+                "completed",
+                "disconnected",
+                "summaries",
+                "pings",
+                "pongs",
+                "frames",
             ):
                 setattr(tally, name, getattr(tally, name) + part[name])
             for name in ("disconnects", "inexact", "http_errors", "lateness_ms", "http_ms"):
@@ -427,12 +438,79 @@ def run(
     return report
 
 
-if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+def main(argv: list[str] | None = None) -> int:
+    """The command line: the report as JSON; exit 0 when the targets are met, else 1."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "sessions",
+        nargs="?",
+        type=_positive_int,
+        default=500,
+        help="concurrent sessions (default 500)",
+    )
+    parser.add_argument(
+        "seconds",
+        nargs="?",
+        type=_positive_float,
+        default=60.0,
+        help="each session's length (default 60)",
+    )
+    parser.add_argument(
+        "--ramp",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="sessions open at random over this many seconds (default 30)",
+    )
+    parser.add_argument(
+        "--cycle",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="a client pause every S seconds (default 10)",
+    )
+    parser.add_argument(
+        "--pause",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="each pause's length (default 1)",
+    )
+    parser.add_argument(
+        "--procs", type=_positive_int, default=2, help="generator processes (default 2)"
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="one generator on CPU 0, the server on CPU 1"
+    )
+    args = parser.parse_args(argv)
+    if args.pause >= args.cycle:
+        parser.error(f"--pause {args.pause} must be shorter than --cycle {args.cycle}")
     result = run(
-        int(args[0]) if args else 500,
-        float(args[1]) if len(args) > 1 else 60.0,
-        pinned="--pin" in sys.argv,
+        args.sessions,
+        args.seconds,
+        ramp_s=args.ramp,
+        cycle_s=args.cycle,
+        pause_s=args.pause,
+        procs=args.procs,
+        pinned=args.pin,
     )
     print(json.dumps(result, indent=2))
-    sys.exit(0 if result["meets_targets"] else 1)
+    return 0 if result["meets_targets"] else 1
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
