@@ -19,6 +19,7 @@ import uvicorn
 
 from mgsim.client import Client
 from mgsim.contract import CODES, validate
+from mgsim.media.sip import SipMessage, parse_message
 from mgsim.server.config import SimulatorConfig
 from mgsim.simulator import Simulator
 
@@ -214,3 +215,31 @@ def serve_process(argv: list[str], probe: str, *, timeout_s: float = 30.0, **pop
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+class Sbc:
+    """A bare UDP SBC on loopback: sends what it is given and reads every answer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+
+    def exchange(self, data: bytes, to: tuple[str, int]) -> list[SipMessage]:
+        """Send a request; return every response up to the final one."""
+        self.sock.sendto(data, to)
+        out: list[SipMessage] = []
+        while not out or out[-1].status < 200:
+            out.append(parse_message(self.sock.recv(65536)))
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def sbc() -> Iterator[Sbc]:
+    """A :class:`Sbc`, closed after the test."""
+    peer = Sbc()
+    yield peer
+    peer.close()

@@ -5,13 +5,12 @@ the SDP answer says, and a sender's capture of the exchange as it really went.""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HEADERS, needs_program, noise_call
+from conftest import HEADERS, Sbc, needs_program, noise_call
 
 from mgsim.capture import load_capture
 from mgsim.cli import main
@@ -99,26 +98,11 @@ def server() -> ServerThread:
     sim.close()
 
 
-class Sbc:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(5)
-
-    def exchange(self, data: bytes, to: tuple[str, int]) -> list[SipMessage]:
-        self.sock.sendto(data, to)
-        out: list[SipMessage] = []
-        while not out or out[-1].status < 200:
-            out.append(parse_message(self.sock.recv(65536)))
-        return out
-
-
 def test_over_udp_a_late_cancel_gets_200_and_the_call_records_on(
-    server: ServerThread, stereo: StereoCall
+    server: ServerThread, stereo: StereoCall, sbc: Sbc
 ) -> None:
     assert server.endpoints.sip is not None
     invite, ack, bye = _sip(stereo)
-    sbc = Sbc()
     assert [r.status for r in sbc.exchange(invite, server.endpoints.sip)] == [100, 200]
     sbc.sock.sendto(ack, server.endpoints.sip)
     assert [r.status for r in sbc.exchange(_cancel_of(invite), server.endpoints.sip)] == [200]
@@ -127,12 +111,13 @@ def test_over_udp_a_late_cancel_gets_200_and_the_call_records_on(
     assert server.sim.gateway.ended[UCID].accounting.as_dict()["end_reason"] == "bye"
 
 
-def test_a_gateway_hang_up_sends_the_sbc_a_bye(server: ServerThread, stereo: StereoCall) -> None:
+def test_a_gateway_hang_up_sends_the_sbc_a_bye(
+    server: ServerThread, stereo: StereoCall, sbc: Sbc
+) -> None:
     """RFC 3261 15.1.1: the callee ends the dialog with a BYE, built as 12.2.1.1 says: to the
     SBC's Contact, From and To swapped with their tags, the same Call-ID, its own CSeq."""
     assert server.endpoints.sip is not None
     invite, ack, _ = _sip(stereo)
-    sbc = Sbc()
     _, ok = sbc.exchange(invite, server.endpoints.sip)
     sbc.sock.sendto(ack, server.endpoints.sip)
     hung = httpx.delete(f"{server.base_url}/_sim/v1/calls/{UCID}", headers=HEADERS)

@@ -4,12 +4,11 @@ RTP/RTCP port pairs, a UCID already in use (regression tests for issue 11)."""
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import httpx
 import pytest
-from conftest import HEADERS, RECEIVER_REPORT, noise_call
+from conftest import HEADERS, RECEIVER_REPORT, Sbc, noise_call
 
 from mgsim.errors import ConfigError
 from mgsim.media import siprec
@@ -28,26 +27,6 @@ UCID = "0867617078-0032318833-2221801472-0002236962"
 def stereo() -> StereoCall:
     call: StereoCall = noise_call(11, 4000)
     return call
-
-
-class Sbc:
-    """A bare UDP SBC: sends what it is given and reads every answer."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(5)
-
-    def exchange(self, data: bytes, to: tuple[str, int]) -> list[SipMessage]:
-        """Send a request; return every response up to the final one."""
-        self.sock.sendto(data, to)
-        out: list[SipMessage] = []
-        while not out or out[-1].status < 200:
-            out.append(parse_message(self.sock.recv(65536)))
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def contact_target(response: SipMessage) -> tuple[str, int, str]:
