@@ -1,11 +1,11 @@
-"""A slow recognizer at stop-streaming holds up only that stop, not the other calls.
+"""A slow recognizer at stop-streaming or hang-up holds up only that call, not the others.
 
-The server recognizes a closing segment in a worker thread under a real clock (Whisper
-takes seconds of CPU per window). A fake engine blocks inside ``transcribe`` until the test
-releases it; meanwhile another call's start and stop, and the same call's second stop, are
-answered. Nothing is timed: the engine's wait is bounded only so that a regression (the
-recognition back on the event loop, where nothing else can run until it returns) fails
-instead of hanging.
+The server recognizes a closing segment in its recognition thread under a real clock
+(Whisper takes seconds of CPU per window), whether stop-streaming or a hang-up closed it. A
+fake engine blocks inside ``transcribe`` until the test releases it; meanwhile another
+call's start and stop, and the same call's second stop, are answered. Nothing is timed: the
+engine's wait is bounded only so that a regression (the recognition back on the event loop,
+where nothing else can run until it returns) fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class BlockingEngine:
         self.release = threading.Event()
         self.returned = threading.Event()
         self.on_loop: list[bool] = []  # per call: was it made from the event loop's thread?
+        self.threads: list[str] = []
 
     def transcribe(
         self, role: str, pcm: Any, streamed: Any, *, offset_ms: float = 0.0
@@ -47,6 +48,7 @@ class BlockingEngine:
             self.on_loop.append(True)
         except RuntimeError:  # a worker thread runs no event loop
             self.on_loop.append(False)
+        self.threads.append(threading.current_thread().name)
         self.entered.set()
         self.release.wait(BOUND_S)
         self.returned.set()
@@ -67,15 +69,25 @@ def stream_audio(sim: Simulator, guid: str) -> None:
         call.receive(channel, 0, np.full(8000, 900, np.int16), sim.clock.now())
 
 
+async def streaming(c: httpx.AsyncClient, sim: Simulator, guid: str, engine: Any) -> None:
+    """Call ``guid`` open, transcribed by ``engine``, streaming, with a second of audio."""
+    sim.gateway.open_call("siprec", guid)
+    sim.gateway.transcription.attach(guid, engine)
+    assert (await c.post(START, json=body(guid))).status_code == 200
+    stream_audio(sim, guid)
+
+
+def client(sim: Simulator) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=sim.async_transport(), base_url="http://sim", headers=HEADERS
+    )
+
+
 async def scenario(sim: Simulator, engine: BlockingEngine) -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    transport = sim.async_transport()
-    async with httpx.AsyncClient(transport=transport, base_url="http://sim", headers=HEADERS) as c:
-        for guid in (SLOW, OTHER):
-            sim.gateway.open_call("siprec", guid)
-        sim.gateway.transcription.attach(SLOW, engine)
-        assert (await c.post(START, json=body(SLOW))).status_code == 200
-        stream_audio(sim, SLOW)
+    async with client(sim) as c:
+        sim.gateway.open_call("siprec", OTHER)
+        await streaming(c, sim, SLOW, engine)
 
         slow_stop = asyncio.ensure_future(c.post(STOP, json=stop(SLOW)))
         # Bounded: returns as soon as the engine is inside transcribe.
@@ -109,6 +121,106 @@ def test_a_slow_recognition_leaves_other_calls_answered() -> None:
     assert seen["slow_stop"] == 200 and seen["summary"]["transcripts"] == 1, seen
     assert seen["messages"] == 2  # one per participant, stored for the conversation API
     assert engine.on_loop == [False, False]  # customer and agent, both in a worker thread
+    assert {name.split("_")[0] for name in engine.threads} == {"mgsim-recognise"}
+
+
+def real_sim() -> Simulator:
+    return Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False)
+
+
+@pytest.mark.timeout(90)
+def test_a_hang_up_while_streaming_recognizes_off_the_loop() -> None:
+    """``DELETE /_sim/v1/calls/{guid}`` closes the streaming segment; it is answered once
+    that is transcribed, and other calls are served meanwhile."""
+    engine = BlockingEngine()
+
+    async def hang_up(sim: Simulator) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with client(sim) as c:
+            sim.gateway.open_call("siprec", OTHER)
+            await streaming(c, sim, SLOW, engine)
+            deleting = asyncio.ensure_future(c.delete(f"/_sim/v1/calls/{SLOW}"))
+            assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
+            seen["other_start"] = (await c.post(START, json=body(OTHER))).status_code
+            seen["other_stop"] = (await c.post(STOP, json=stop(OTHER))).status_code
+            seen["delete_waiting"] = not deleting.done()
+            engine.release.set()
+            seen["delete"] = (await asyncio.wait_for(deleting, BOUND_S)).status_code
+            seen["messages"] = len(sim.gateway.conversation(SLOW))
+        return seen
+
+    with real_sim() as sim:
+        try:
+            seen = asyncio.run(hang_up(sim))
+        finally:
+            engine.release.set()
+    assert (seen["other_start"], seen["other_stop"], seen["delete_waiting"]) == (200, 200, True)
+    assert (seen["delete"], seen["messages"]) == (204, 2)
+    assert engine.on_loop == [False, False]
+
+
+@pytest.mark.timeout(90)
+def test_the_conversation_api_waits_for_a_platform_hang_up_in_recognition() -> None:
+    """A platform's hang-up (a BYE, a closed WebSocket) ends the call on the loop and
+    nobody waits for its recognition there: the conversation API does, so an integration
+    reading the transcripts right after the call ended gets all of them."""
+    engine = BlockingEngine()
+
+    async def read_after_bye(sim: Simulator) -> dict[str, Any]:
+        async with client(sim) as c:
+            await streaming(c, sim, SLOW, engine)
+            sim.gateway.hang_up(SLOW)  # what the media session does on a BYE
+            assert sim.gateway.transcription.in_flight == 1
+            reading = asyncio.ensure_future(
+                c.get("/conversation/v1/conversation/messages", params={"externalId": SLOW})
+            )
+            assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
+            waiting = not reading.done()
+            engine.release.set()
+            items = (await asyncio.wait_for(reading, BOUND_S)).json()["items"]
+            return {
+                "waiting": waiting,
+                "items": len(items),
+                "left": sim.gateway.transcription.in_flight,
+            }
+
+    with real_sim() as sim:
+        try:
+            seen = asyncio.run(read_after_bye(sim))
+        finally:
+            engine.release.set()
+    assert seen == {"waiting": True, "items": 2, "left": 0}
+
+
+@pytest.mark.timeout(90)
+def test_recognitions_queue_in_one_thread_of_their_own() -> None:
+    """Two stops at once: the second recognition waits for the first (one thread, so two
+    Whisper decodes never share two cores), and asyncio's default pool stays free."""
+    first, second = BlockingEngine(), BlockingEngine()
+
+    async def two_stops(sim: Simulator) -> dict[str, Any]:
+        async with client(sim) as c:
+            await streaming(c, sim, SLOW, first)
+            await streaming(c, sim, OTHER, second)
+            stops = [asyncio.ensure_future(c.post(STOP, json=stop(g))) for g in (SLOW, OTHER)]
+            assert await asyncio.to_thread(first.entered.wait, BOUND_S)
+            # asyncio.to_thread itself answered, so the default pool is not held up.
+            seen = {"second_started": second.entered.is_set()}
+            first.release.set()
+            assert await asyncio.to_thread(second.entered.wait, BOUND_S)
+            second.release.set()
+            answers = await asyncio.wait_for(asyncio.gather(*stops), BOUND_S)
+            seen["stops"] = [a.status_code for a in answers]
+        return seen
+
+    with real_sim() as sim:
+        try:
+            seen = asyncio.run(two_stops(sim))
+        finally:
+            first.release.set()
+            second.release.set()
+    assert seen == {"second_started": False, "stops": [200, 200]}
+    assert set(first.threads) == set(second.threads) and len(set(first.threads)) == 1
 
 
 def test_under_a_virtual_clock_recognition_runs_in_line() -> None:
@@ -131,14 +243,8 @@ def test_a_stop_whose_client_leaves_is_still_transcribed() -> None:
     engine = BlockingEngine()
 
     async def leave_midway(sim: Simulator) -> int:
-        transport = sim.async_transport()
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sim", headers=HEADERS
-        ) as c:
-            sim.gateway.open_call("siprec", SLOW)
-            sim.gateway.transcription.attach(SLOW, engine)
-            assert (await c.post(START, json=body(SLOW))).status_code == 200
-            stream_audio(sim, SLOW)
+        async with client(sim) as c:
+            await streaming(c, sim, SLOW, engine)
             slow_stop = asyncio.ensure_future(c.post(STOP, json=stop(SLOW)))
             assert await asyncio.to_thread(engine.entered.wait, BOUND_S)
             slow_stop.cancel()  # in process, the request is cancelled with its client

@@ -6,6 +6,14 @@ transcription engine; the utterances are redacted per the segment's ``redactionO
 counted in the stop summary, stored for ``GET /conversation/v1/conversation/messages`` and
 handed to the webhook target.
 
+Where recognition runs: in line by default, so that in-process use and every simulation in
+virtual time stay deterministic, each segment transcribed before the next event. A server
+on a real clock gives the service an :attr:`GatewayTranscription.executor` (one worker
+thread): a recognizer that takes seconds of CPU (Whisper) then runs there, for a stop and
+for a hang-up alike, while the event loop serves every other call. Readers of the results
+(the conversation API, a scenario's collection, shutdown) wait for what is in flight with
+:meth:`GatewayTranscription.settled`.
+
 The engine is per call. Sample calls carry their script, so the reference
 :class:`~mgsim.speech.engine.ScriptEngine` emits exactly the words whose audio was streamed
 (:meth:`GatewayTranscription.attach`). A call with no engine streams and counts audio but
@@ -15,8 +23,10 @@ produces no transcripts.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from mgsim.clock import VirtualClock
 from mgsim.gateway.guids import canonical_guid
-from mgsim.speech.engine import SAMPLES_PER_MS, TranscriptionEngine, Utterance
+from mgsim.speech.engine import SAMPLES_PER_MS, ScriptEngine, TranscriptionEngine, Utterance
 from mgsim.speech.redact import ParticipantPolicies
 from mgsim.speech.transcripts import RedactionHistory, SegmentContext, render_segment
 
@@ -35,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["GatewayTranscription", "RecognitionJob", "WebhookTarget", "audible"]
 
 FRAME = 160  # 20 ms at 8 kHz
+
+log = logging.getLogger(__name__)
 
 
 def audible(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
@@ -111,6 +124,10 @@ class GatewayTranscription:
         # a call that never comes must not be kept for ever.
         self._waiting: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.executor: Executor | None = None
+        """Where recognitions run off the event loop (set by a server on a real clock);
+        None: always in line."""
+        self._recognising: dict[str, set[asyncio.Task[None]]] = {}
 
     def attach(self, guid: str, engine: TranscriptionEngine) -> None:
         """Transcribe call ``guid`` with ``engine`` (before or after its media opens).
@@ -168,10 +185,77 @@ class GatewayTranscription:
         """Nothing to prepare: the segment logs what it streams (``seg.streamed_runs``)."""
 
     def segment_stopped(self, call: CallState, seg: Segment) -> None:
-        """Transcribe what ``seg`` streamed, here and now (see :meth:`prepare`)."""
+        """Transcribe what ``seg`` streamed (see :meth:`prepare`): off the loop where
+        :meth:`runs_off_loop` says so (wait for it with :meth:`settled`), else here and now."""
         job = self.prepare(call, seg)
-        if job is not None:
+        if job is None:
+            return
+        if self.runs_off_loop(job):
+            self.recognise_off_loop(job)
+        else:
             self.finish(job, job.recognise())
+
+    def runs_off_loop(self, job: RecognitionJob) -> bool:
+        """Whether ``job`` is recognized in :attr:`executor`: there is one, a loop is
+        running, its clock is real (a :class:`VirtualClock`, or a
+        :class:`~mgsim.clock.LoopClock` in virtual time, would see a thread take no
+        simulated time), and the engine is not the reference one, which replays a script
+        in microseconds (a thread would only make the answer later)."""
+        if self.executor is None or isinstance(job.engine, ScriptEngine):
+            return False
+        clock = self.gateway.clock
+        if isinstance(clock, VirtualClock) or getattr(clock, "virtual", False):
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def recognise_off_loop(self, job: RecognitionJob, *, report: bool = True) -> asyncio.Task[None]:
+        """Recognize ``job`` in :attr:`executor` and finish it on the loop; the task, kept
+        until done. A failure is logged when ``report`` (nobody awaits the task)."""
+        executor = self.executor
+        assert executor is not None
+        loop = asyncio.get_running_loop()
+        guid = job.call.guid
+
+        async def run() -> None:
+            utterances = await loop.run_in_executor(executor, job.recognise)
+            self.finish(job, utterances)
+
+        task = loop.create_task(run(), name=f"mgsim recognise {guid}")
+        self._recognising.setdefault(guid, set()).add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            pending = self._recognising.get(guid)
+            if pending is not None:
+                pending.discard(task)
+                if not pending:
+                    del self._recognising[guid]
+            if report and not task.cancelled() and task.exception() is not None:
+                log.error("recognizing call %s failed: %r", guid, task.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    @property
+    def in_flight(self) -> int:
+        """How many recognitions are running or queued off the loop."""
+        return sum(len(tasks) for tasks in self._recognising.values())
+
+    async def settled(self, guid: str | None = None) -> None:
+        """Return once the recognitions in flight for ``guid`` (every call's, if None) have
+        finished; a failed one does not raise here (it was logged)."""
+        key = None if guid is None else canonical_guid(guid)
+        tasks = [
+            task
+            for g, pending in self._recognising.items()
+            if key is None or g == key
+            for task in pending
+        ]
+        if tasks:
+            await asyncio.wait(tasks)
 
     def prepare(self, call: CallState, seg: Segment) -> RecognitionJob | None:
         """What a closing segment hands the recognizer: each participant's streamed audio

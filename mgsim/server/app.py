@@ -30,6 +30,7 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -302,35 +303,21 @@ async def _with_guid_lock(
 
 
 async def _stop_and_transcribe(state: ServerState, namespace: str, guid: str) -> Segment:
-    """Stop streaming; recognize what the segment streamed in a worker thread under a real
-    clock, so that a recognizer taking seconds of CPU (Whisper) leaves the event loop free
-    for every other call meanwhile. Under a virtual clock (a :class:`VirtualClock`, or a
-    :class:`~mgsim.clock.LoopClock` on a loop in virtual time, as scenarios run) it runs in
-    line: the simulation stays deterministic, each stop complete before the next event. So
-    does the reference engine, which replays a script in microseconds: a thread would only
-    make its stop's answer later, and a scripted call's timing is what its tests compare."""
+    """Stop streaming and transcribe what the segment streamed before answering: in the
+    gateway's recognition thread under a real clock, so that a recognizer taking seconds of
+    CPU (Whisper) leaves the event loop free for every other call meanwhile; in line under
+    a virtual clock and for the reference engine (see
+    :meth:`~mgsim.gateway.transcription.GatewayTranscription.runs_off_loop`)."""
     seg, job = state.gateway.stop_deferred(namespace, guid)
     if job is not None:
-        virtual = isinstance(state.clock, VirtualClock) or getattr(state.clock, "virtual", False)
-        if virtual or isinstance(job.engine, ScriptEngine):
-            utterances = job.recognise()
-            state.gateway.transcription.finish(job, utterances)
+        transcription = state.gateway.transcription
+        if transcription.runs_off_loop(job):
+            # Shielded: a request cancelled meanwhile (its client gone) still has its
+            # segment transcribed, stored and sent; a failure is this request's 500-201.
+            await asyncio.shield(transcription.recognise_off_loop(job, report=False))
         else:
-            # A task of its own, shielded: a request cancelled meanwhile (its client gone)
-            # still has its segment transcribed, stored and sent.
-            async def recognise() -> None:
-                utterances = await asyncio.to_thread(job.recognise)
-                state.gateway.transcription.finish(job, utterances)
-
-            task = asyncio.ensure_future(recognise())
-            _RECOGNISING.add(task)
-            task.add_done_callback(_RECOGNISING.discard)
-            await asyncio.shield(task)
+            transcription.finish(job, job.recognise())
     return seg
-
-
-_RECOGNISING: set[asyncio.Task[None]] = set()
-"""Recognitions in worker threads, kept referenced until they finish."""
 
 
 async def _start(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
@@ -401,6 +388,9 @@ async def _messages(state: ServerState, request: Request, body: dict[str, Any] |
         raise Problem("400-201", "externalId: must be at most 128 characters")
     # Messages past the vendor's 7-day retention, and those of ended calls the simulator no
     # longer keeps, are gone: an empty list, as the vendor answers after its retention.
+    # A segment closed by a hang-up may still be in the recognition thread: its messages
+    # are part of the answer.
+    await state.gateway.transcription.settled(guid)
     items = state.gateway.conversation(guid)[:MAX_MESSAGES]
     return JSONResponse({"items": items})
 
@@ -476,13 +466,16 @@ def _sim_find(state: ServerState, guid: str) -> Any:
 
 
 async def _sim_get(state: ServerState, request: Request, body: dict[str, Any] | None) -> Response:
+    await state.gateway.transcription.settled(request.path_params["guid"])
     return JSONResponse(_sim_call_view(_sim_find(state, request.path_params["guid"])))
 
 
 async def _sim_delete(
     state: ServerState, request: Request, body: dict[str, Any] | None
 ) -> Response:
-    state.gateway.hang_up(request.path_params["guid"])
+    call = state.gateway.hang_up(request.path_params["guid"])
+    # Answered once the closing segment is transcribed (off the loop, under a real clock).
+    await state.gateway.transcription.settled(call.guid)
     return Response(status_code=204)
 
 
@@ -514,8 +507,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # and again, each time holding the loop.
     gc.collect()
     gc.freeze()
-    async with media_lifespan(app):
-        yield
+    try:
+        async with media_lifespan(app):
+            yield
+    finally:
+        # Nothing accepted is lost: segments closed by the last hang-ups are transcribed
+        # (and their webhooks sent) before the server goes.
+        await app.state.mgsim.gateway.transcription.settled()
 
 
 def create_app(
@@ -550,6 +548,13 @@ def create_app(
         quota=DailyQuota(config.daily_quota, clock) if config.daily_quota else None,
     )
     state.rules.on_remove = partial(injection.forget_rule_counters, state)
+    if gateway.transcription.executor is None:
+        # One recognition at a time: each uses the threads its engine is given (Whisper: 2),
+        # so more would only share the same cores; and none waits behind asyncio's default
+        # pool, which serves everything else. Its idle thread goes with the gateway.
+        gateway.transcription.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="mgsim-recognise"
+        )
     routes = [
         Route(
             START,

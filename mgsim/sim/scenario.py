@@ -604,6 +604,8 @@ async def _run_on_clock(sc: Scenario) -> ScenarioResult:
             records[i] = failed_closed(records[i], window)
         call = session.call
         journal = client.journal
+        # In real time a hang-up's segment may still be in the recognition thread.
+        await transcription.settled()
 
     sim.close()
     result = collect_result(sc, transcription, call, records, journal)
