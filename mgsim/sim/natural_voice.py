@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from mgsim.media._base import SAMPLE_RATE, StereoCall
 from mgsim.media.telephone import VOICE_BAND_HZ, band_limit, telephone_channel
-from mgsim.sim.call import Call, Segment, SensitiveSpan, Word
+from mgsim.sim.call import Call, Segment, Word
 from mgsim.sim.script import Script, Token, Turn
 from mgsim.sim.sidecar_check import frame_levels
 from mgsim.sim.synth import SynthError, _Builder
@@ -275,13 +275,7 @@ class _NaturalBuilder(_Builder):
             if self.words and self.words[-1].speaker == turn.speaker:
                 start_ms = max(start_ms, self.words[-1].end_ms)
             self.words.append(Word(turn.speaker, turn.voice, token.text, start_ms, end_ms))
-        for span in turn.spans:
-            idx = tuple(range(base + span.first, base + span.last + 1))
-            text = " ".join(self.words[i].text for i in idx)
-            first, last = self.words[idx[0]], self.words[idx[-1]]
-            self.spans.append(
-                SensitiveSpan(span.label, turn.speaker, text, first.start_ms, last.end_ms, idx)
-            )
+        self.add_spans(turn, base)
         kind = "ivr" if turn.kind == "ivr" else "speech"
         start = self.words[base].start_ms
         self.cursor = int(self.words[-1].end_ms)
