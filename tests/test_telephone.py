@@ -95,3 +95,12 @@ def test_natural_voice_without_piper_says_what_to_install(monkeypatch: pytest.Mo
     monkeypatch.setattr(builtins, "__import__", no_piper)
     with pytest.raises(SynthError, match=r"pip install -e '\.\[samples\]'"):
         synthesize_natural(parse_script(SCRIPT, call_id="tiny"))
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from mgsim.media import telephone
+
+    result = doctest.testmod(telephone)
+    assert result.attempted > 0 and result.failed == 0
