@@ -12,7 +12,7 @@ ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,lab,asr]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,lab,asr,samples]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,6 +11,12 @@ speakers, voices, sensitive spans, segment kinds). When the installed espeak-ng 
 version recorded in the sidecars it also re-synthesises every call and requires identical
 audio and timings; with another version (or none) it says so and skips that part, because
 different espeak-ng releases pronounce differently.
+
+The scripts in ``NATURAL_VOICE`` are spoken by Piper's neural voice through a telephone
+channel (:mod:`mgsim.sim.natural_voice`, the ``samples`` extra). ``--check`` re-synthesises
+them when the recorded piper-tts and voice model are installed and requires the same
+sidecar and audio within ``NATURAL_AUDIO_SNR_DB`` (onnxruntime's float rounding may differ
+on another CPU family); otherwise it says so and skips that part.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from mgsim.sim.script import Hold, Script, Silence, Turn, load_script  # noqa: E
 from mgsim.sim.synth import espeak_version, synthesize  # noqa: E402
 
 SCRIPTS = HERE / "scripts"
-BUDGET_BYTES = 10_000_000
+BUDGET_BYTES = 12_000_000
+NATURAL_VOICE = ("natural_card_payment", "natural_identity_check")
+"""Scripts spoken by Piper through a telephone channel; all others by espeak-ng."""
+NATURAL_AUDIO_SNR_DB = 40.0
 
 
 def expected_outline(script: Script) -> dict[str, Any]:
@@ -90,6 +99,9 @@ def check(names: list[str], version: str | None) -> int:
             print(f"FAIL {name}: sidecar words/spans/segments differ from the script")
             failures += 1
             continue
+        if name in NATURAL_VOICE:
+            failures += check_natural(name, script, committed)
+            continue
         recorded = committed.meta.get("generator", {}).get("espeak_ng")
         if version is None or recorded != version:
             have = version or "not installed"
@@ -116,9 +128,61 @@ def check(names: list[str], version: str | None) -> int:
     return failures
 
 
+def natural_versions() -> dict[str, str] | None:
+    """The installed piper-tts and voice package as the sidecars record them, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mgsim.sim.natural_voice import VOICE_PACKAGE
+
+    try:
+        return {
+            "piper_tts": version("piper-tts"),
+            "onnxruntime": version("onnxruntime"),
+            "voice_package": f"{VOICE_PACKAGE} {version(VOICE_PACKAGE)}",
+        }
+    except PackageNotFoundError:
+        return None
+
+
+def check_natural(name: str, script: Script, committed: Call) -> int:
+    from mgsim.sim.natural_voice import synthesize_natural
+
+    generator = committed.meta.get("generator", {})
+    recorded = {k: generator.get(k) for k in ("piper_tts", "onnxruntime", "voice_package")}
+    have = natural_versions()
+    if have != recorded:
+        # Another onnxruntime may round differently, so only the recorded versions compare.
+        made = ", ".join(f"{k} {v}" for k, v in recorded.items())
+        now = "not installed" if have is None else ", ".join(f"{k} {v}" for k, v in have.items())
+        print(f"ok   {name}: outline matches; audio not compared (made with {made}, have {now})")
+        return 0
+    fresh = synthesize_natural(script)
+    if fresh.to_sidecar() != committed.to_sidecar():
+        print(f"FAIL {name}: regenerated sidecar differs from the committed one")
+        return 1
+    new = fresh.stereo_array().astype(np.float64)
+    old = committed.stereo_array().astype(np.float64)
+    error = float(np.sum((new - old) ** 2))
+    if error == 0.0:
+        print(f"ok   {name}: identical to a fresh synthesis")
+        return 0
+    snr = 10 * np.log10(float(np.sum(old**2)) / error)
+    if snr < NATURAL_AUDIO_SNR_DB:
+        print(f"FAIL {name}: regenerated audio differs ({snr:.1f} dB SNR)")
+        return 1
+    print(f"ok   {name}: same sidecar, audio within {snr:.1f} dB SNR of a fresh synthesis")
+    return 0
+
+
 def generate(names: list[str]) -> int:
     for name in names:
-        call = synthesize(load_script(SCRIPTS / f"{name}.txt"))
+        script = load_script(SCRIPTS / f"{name}.txt")
+        if name in NATURAL_VOICE:
+            from mgsim.sim.natural_voice import synthesize_natural
+
+            call = synthesize_natural(script)
+        else:
+            call = synthesize(script)
         wav, sidecar = call.save(HERE / f"{name}.wav")
         size = wav.stat().st_size + sidecar.stat().st_size
         print(
@@ -142,10 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         failures = check(names, version)
     else:
-        if version is None:
+        if version is None and set(names) - set(NATURAL_VOICE):
             print("espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
             return 2
-        failures = generate(names)
+        if set(names) & set(NATURAL_VOICE) and natural_versions() is None:
+            print(
+                "piper-tts and its voice are not installed (pip install -e '.[samples]')",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            failures = generate(names)
+        except MgsimError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     total = sum(p.stat().st_size for p in HERE.iterdir() if p.suffix in (".wav", ".json"))
     print(
         f"sample_audio: {total / 1e6:.2f} MB committed audio and sidecars "

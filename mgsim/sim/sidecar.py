@@ -87,7 +87,9 @@ SIDECAR_SCHEMA: dict[str, Any] = {
                 )
             ),
         },
-        {"generator": {"type": "object"}},
+        # voice: the synthesizer voice of a natural-voice sample ("piper en_US-joe-medium");
+        # absent on the espeak-ng samples.
+        {"generator": {"type": "object"}, "voice": _TEXT},
     ),
     # Unknown top-level keys are kept in Call.meta rather than rejected.
     "additionalProperties": True,

@@ -183,6 +183,14 @@ class _Builder:
             self.placed.append((channel, begin * _MS, audio))
             self.words.append(Word(turn.speaker, turn.voice, token.text, begin, end))
             self.cursor = end
+        self.add_spans(turn, base)
+        kind = "ivr" if turn.kind == "ivr" else "speech"
+        self.segments.append(
+            Segment(kind, start_ms, self.cursor, speaker=turn.speaker, voice=turn.voice)
+        )
+
+    def add_spans(self, turn: Turn, base: int) -> None:
+        """The turn's sensitive spans over its words, which start at ``self.words[base]``."""
         for span in turn.spans:
             idx = tuple(range(base + span.first, base + span.last + 1))
             text = " ".join(self.words[i].text for i in idx)
@@ -190,10 +198,6 @@ class _Builder:
             self.spans.append(
                 SensitiveSpan(span.label, turn.speaker, text, first.start_ms, last.end_ms, idx)
             )
-        kind = "ivr" if turn.kind == "ivr" else "speech"
-        self.segments.append(
-            Segment(kind, start_ms, self.cursor, speaker=turn.speaker, voice=turn.voice)
-        )
 
     def word_gap(self, previous: Token) -> int:
         if any(c in previous.after for c in ".?!"):
