@@ -25,9 +25,14 @@ What the target is decides what can be done:
 Control latency and faults are the embedded gateway's: a target has its own (``mgsim serve
 --latency-ms``, ``POST /_sim/v1/faults``), so a scenario asking for them is refused.
 
-Leak analysis: each delivered transcript (a webhook's ``start``/``end``, else a message's
-``clientTimestamp`` less the wall time the media started) is matched to the script words
-of its speaker at that time; a sensitive word counts as transcribed when it falls in a
+Leak analysis: each delivered transcript is matched to the script words of its speaker.
+A webhook carries its ``start``/``end`` on the call's timeline. A conversation message has
+only its text and ``clientTimestamp``, which, less the wall time the media started, says
+roughly when it began (two machines' clocks and the network apart); its words are aligned
+with the speaker's script words near that time (:func:`_place_message`), so a one-word
+utterance lands on its own word and not on a neighbour within the clocks' error, and words
+the text does not match (a mask, a recognizer's other spelling) are covered from the
+matched words on either side. A sensitive word counts as transcribed when it falls in a
 delivered transcript, and as visible when its text shows in what was delivered. Streaming
 windows are the confirmed starts and stops as the integration saw them.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -63,6 +69,9 @@ __all__ = ["RemoteOutcome", "run_scenario_on_target"]
 
 _SAMPLES_PER_MS = 8
 _MATCH_TOLERANCE_MS = 250.0  # a message's start is estimated from wall clocks
+# How far a message's clientTimestamp may be from its words (a server's clock and ours, the
+# network between): its text decides within this.
+_MESSAGE_WINDOW_MS = 2000.0
 _WEBHOOK_TOLERANCE_MS = 100.0  # a webhook's start/end are on the call's timeline
 _QUIET_S = 2.0  # transcripts have stopped arriving when none came for this long
 
@@ -363,8 +372,7 @@ def _delivered(
         with contextlib.suppress(KeyError, ValueError, TypeError):
             at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
             start = (at - started).total_seconds() * 1000.0
-            count = len(str(item.get("text", "")).split())
-            utt = _utterance(sc, role, start, None, count)
+            utt = _place_message(sc, role, start, str(item.get("text", "")))
             body = {
                 "sender": {"role": role},
                 "autotranscribeResponse": {
@@ -375,6 +383,44 @@ def _delivered(
             }
             out.append((utt, body))
     return out
+
+
+def _core(word: str) -> str:
+    """A word as the text comparison sees it: lower case, without punctuation."""
+    return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "#")
+
+
+def _place_message(sc: Scenario, role: str, start: float, text: str) -> Utterance:
+    """The script words of ``role`` a conversation message that began about ``start`` ms
+    into the call says.
+
+    The message's words are aligned (difflib) with the speaker's script words from
+    ``_MESSAGE_WINDOW_MS`` before ``start`` on; the utterance runs from the first matched
+    word to the last, widened by the message's unmatched words at either end, so no word
+    the message may hold (a masked digit, another spelling) is left out of the leak
+    analysis. A text that matches nothing falls back to the words at ``start``.
+
+    >>> from mgsim.sim.call import load_sample
+    >>> sc = Scenario(load_sample("card_payment"), "twilio")
+    >>> _place_message(sc, "agent", 32_900.0, "digit security").texts
+    ('digit', 'security')
+    """
+    tokens = [t for t in (_core(w) for w in text.split()) if t]
+    words = [
+        (i, w)
+        for i, w in enumerate(sc.call.words)
+        if w.speaker == role and w.start_ms >= start - _MESSAGE_WINDOW_MS
+    ][: len(tokens) + 40]
+    cores = [_core(w.text) for _, w in words]
+    matcher = difflib.SequenceMatcher(None, tokens, cores, autojunk=False)
+    pairs = [(b.a + k, b.b + k) for b in matcher.get_matching_blocks() for k in range(b.size)]
+    if not pairs:
+        return _utterance(sc, role, start, None, len(tokens))
+    (first_t, first_w), (last_t, last_w) = pairs[0], pairs[-1]
+    lo = max(first_w - first_t, 0)
+    hi = min(last_w + (len(tokens) - 1 - last_t), len(words) - 1)
+    picked = tuple(TimedWord(w.text, w.start_ms, w.end_ms, i) for i, w in words[lo : hi + 1])
+    return Utterance(role, picked[0].start_ms, picked[-1].end_ms, picked)
 
 
 def _utterance(
