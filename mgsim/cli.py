@@ -199,9 +199,9 @@ def _call(args: argparse.Namespace) -> int:
     from mgsim.report import exit_code, print_call, realtime_progress
     from mgsim.sim.scenario import run_scenario
 
+    scenario = _scenario_from(args)  # bad input is refused first, in its one line
     if getattr(args, "target", None) is None:
         _note_env("call")
-    scenario = _scenario_from(args)
     pacing = (
         realtime_progress(scenario.call.duration_ms) if args.realtime else contextlib.nullcontext()
     )

@@ -87,3 +87,15 @@ def test_bad_input_is_one_line_and_exit_2(
     assert out == ""
     assert err.startswith("mgsim: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_bad_input_stays_one_line_with_mgsim_base_url_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note that ``mgsim call`` plays to the embedded simulator although MGSIM_BASE_URL
+    is set comes after the input is read: a refused input is still its one line."""
+    monkeypatch.setenv("MGSIM_BASE_URL", "http://127.0.0.1:9")
+    code, out, err = run(["call", "--namespace", "twilio", "--audio", "nosuch"], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("mgsim: ") and err.count("\n") == 1, err
+    assert "no audio file or sample" in err
