@@ -124,8 +124,15 @@ def test_a_slow_recognition_leaves_other_calls_answered() -> None:
     assert {name.split("_")[0] for name in engine.threads} == {"mgsim-recognise"}
 
 
-def real_sim() -> Simulator:
-    return Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False)
+def on_a_real_clock(play: Any, *engines: BlockingEngine) -> Any:
+    """``play(sim)`` on a simulator with a real clock; the engines are released whatever
+    happens, so a failing test never leaves a thread waiting."""
+    with Simulator(SimulatorConfig(seed=6, spike_arrest_per_s=None), virtual=False) as sim:
+        try:
+            return asyncio.run(play(sim))
+        finally:
+            for engine in engines:
+                engine.release.set()
 
 
 @pytest.mark.timeout(90)
@@ -149,11 +156,7 @@ def test_a_hang_up_while_streaming_recognizes_off_the_loop() -> None:
             seen["messages"] = len(sim.gateway.conversation(SLOW))
         return seen
 
-    with real_sim() as sim:
-        try:
-            seen = asyncio.run(hang_up(sim))
-        finally:
-            engine.release.set()
+    seen = on_a_real_clock(hang_up, engine)
     assert (seen["other_start"], seen["other_stop"], seen["delete_waiting"]) == (200, 200, True)
     assert (seen["delete"], seen["messages"]) == (204, 2)
     assert engine.on_loop == [False, False]
@@ -184,11 +187,7 @@ def test_the_conversation_api_waits_for_a_platform_hang_up_in_recognition() -> N
                 "left": sim.gateway.transcription.in_flight,
             }
 
-    with real_sim() as sim:
-        try:
-            seen = asyncio.run(read_after_bye(sim))
-        finally:
-            engine.release.set()
+    seen = on_a_real_clock(read_after_bye, engine)
     assert seen == {"waiting": True, "items": 2, "left": 0}
 
 
@@ -213,12 +212,7 @@ def test_recognitions_queue_in_one_thread_of_their_own() -> None:
             seen["stops"] = [a.status_code for a in answers]
         return seen
 
-    with real_sim() as sim:
-        try:
-            seen = asyncio.run(two_stops(sim))
-        finally:
-            first.release.set()
-            second.release.set()
+    seen = on_a_real_clock(two_stops, first, second)
     assert seen == {"second_started": False, "stops": [200, 200]}
     assert set(first.threads) == set(second.threads) and len(set(first.threads)) == 1
 
